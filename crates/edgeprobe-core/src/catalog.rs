@@ -1,0 +1,465 @@
+//! Checks are data. A catalog file (TOML) declares single checks and families; a family is
+//! one endpoint probed over several protocols, expanded from parameters so that the five
+//! IoT Hub checks are one declaration, not five copies. The built-in files under `checks/`
+//! are embedded in the binary; `--checks-dir` adds a user's own.
+//!
+//! ```toml
+//! [[family]]
+//! id = "iothub"                 # checks become iothub-mqtt, iothub-amqp, ...
+//! title = "IoT Hub"
+//! endpoint = "iothub"
+//! host = "{iothub_hostname}"    # a template over the run's variables
+//! protocols = ["mqtt", "amqp", "mqtt-ws", "amqp-ws", "https"]
+//! required = ["https"]          # members whose failure means the device cannot run
+//!
+//! [[check]]
+//! id = "plant-historian"
+//! title = "Plant historian over HTTPS"
+//! endpoint = "device"
+//! protocol = "https"
+//! host = "historian.plant.example"
+//! port = 8443
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::{Endpoint, Protocol};
+
+/// The built-in catalog, embedded at compile time: (file name, contents).
+pub const BUILTIN: &[(&str, &str)] =
+    &[("iothub.toml", include_str!("../../../checks/iothub.toml"))];
+
+/// One runnable check declaration after family expansion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckDef {
+    pub id: String,
+    pub title: String,
+    pub endpoint: Endpoint,
+    pub protocol: Protocol,
+    /// Host template, e.g. `{iothub_hostname}`; empty for local facts.
+    pub host: String,
+    pub port: Option<u16>,
+    /// Whether a failure means the device cannot run (exit code 1).
+    pub required: bool,
+    /// Variables that must be known for the check to apply (besides those in `host`).
+    pub requires: Vec<String>,
+    /// Where the declaration came from, for error messages and `edgeprobe list`.
+    pub source: String,
+}
+
+/// A check whose templates have been filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// The values templates refer to (`iothub_hostname`, `dps_endpoint`, ...).
+pub type Vars = BTreeMap<String, String>;
+
+impl CheckDef {
+    /// Every variable this check needs, in order of first appearance.
+    pub fn needs(&self) -> Vec<String> {
+        let mut out: Vec<String> = template_vars(&self.host);
+        for r in &self.requires {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
+
+    /// Fills the templates in, or names the first variable that is missing.
+    pub fn resolve(&self, vars: &Vars) -> Result<Target, String> {
+        if let Some(missing) = self.needs().into_iter().find(|v| !vars.contains_key(v)) {
+            return Err(missing);
+        }
+        let mut host = self.host.clone();
+        for (key, value) in vars {
+            host = host.replace(&format!("{{{key}}}"), value);
+        }
+        Ok(Target {
+            host,
+            port: self.port,
+        })
+    }
+}
+
+fn template_vars(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let name = &rest[open + 1..open + close];
+        if !name.is_empty() && !out.iter().any(|v: &String| v == name) {
+            out.push(name.to_owned());
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+/// A catalog file that could not be used. The message names the file, line and key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CatalogError {
+    fn invalid(file: &str, message: impl Into<String>) -> Self {
+        CatalogError::Invalid {
+            file: file.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    family: Vec<FamilyDoc>,
+    #[serde(default)]
+    check: Vec<CheckDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FamilyDoc {
+    id: String,
+    title: String,
+    endpoint: Endpoint,
+    host: String,
+    protocols: Vec<Protocol>,
+    #[serde(default)]
+    ports: BTreeMap<Protocol, u16>,
+    #[serde(default)]
+    required: Vec<Protocol>,
+    #[serde(default)]
+    requires: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckDoc {
+    id: String,
+    title: String,
+    endpoint: Endpoint,
+    protocol: Protocol,
+    #[serde(default)]
+    host: String,
+    port: Option<u16>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    requires: Vec<String>,
+}
+
+/// The ordered list of checks this run knows about.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    checks: Vec<CheckDef>,
+}
+
+impl Catalog {
+    /// The embedded catalog. It is tested, so failing to parse it is a bug.
+    pub fn builtin() -> Result<Self, CatalogError> {
+        let mut catalog = Catalog::default();
+        for (name, text) in BUILTIN {
+            catalog.add_text(&format!("builtin:{name}"), text)?;
+        }
+        Ok(catalog)
+    }
+
+    /// Adds every `*.toml` file of a directory, in file-name order.
+    pub fn add_dir(&mut self, dir: &Path) -> Result<(), CatalogError> {
+        let shown = dir.display().to_string();
+        let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::Read {
+            file: shown.clone(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(CatalogError::invalid(&shown, "holds no *.toml check files"));
+        }
+        for file in files {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Read {
+                file: name.clone(),
+                source,
+            })?;
+            self.add_text(&name, &text)?;
+        }
+        Ok(())
+    }
+
+    /// Parses one catalog file and appends its checks.
+    pub fn add_text(&mut self, file: &str, text: &str) -> Result<(), CatalogError> {
+        let doc: FileDoc = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| format!("line {}: ", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_default();
+            CatalogError::invalid(file, format!("{line}{}", e.message()))
+        })?;
+        for fam in doc.family {
+            validate_id(file, &fam.id)?;
+            if fam.protocols.is_empty() {
+                return Err(CatalogError::invalid(
+                    file,
+                    format!("family {:?} lists no protocols", fam.id),
+                ));
+            }
+            for proto in &fam.protocols {
+                let port = fam.ports.get(proto).copied().or(proto.default_port());
+                let port_text = port.map(|p| format!(" ({p})")).unwrap_or_default();
+                self.push(
+                    file,
+                    CheckDef {
+                        id: format!("{}-{}", fam.id, proto.as_str()),
+                        title: format!("{} over {}{port_text}", fam.title, proto.title()),
+                        endpoint: fam.endpoint,
+                        protocol: *proto,
+                        host: fam.host.clone(),
+                        port,
+                        required: fam.required.contains(proto),
+                        requires: fam.requires.clone(),
+                        source: file.to_owned(),
+                    },
+                )?;
+            }
+        }
+        for c in doc.check {
+            validate_id(file, &c.id)?;
+            let port = c.port.or(c.protocol.default_port());
+            if matches!(
+                c.protocol,
+                Protocol::Mqtt
+                    | Protocol::Amqp
+                    | Protocol::MqttWs
+                    | Protocol::AmqpWs
+                    | Protocol::Https
+                    | Protocol::Registry
+            ) && c.host.is_empty()
+            {
+                return Err(CatalogError::invalid(
+                    file,
+                    format!("check {:?}: a {} probe needs a host", c.id, c.protocol),
+                ));
+            }
+            self.push(
+                file,
+                CheckDef {
+                    id: c.id,
+                    title: c.title,
+                    endpoint: c.endpoint,
+                    protocol: c.protocol,
+                    host: c.host,
+                    port,
+                    required: c.required,
+                    requires: c.requires,
+                    source: file.to_owned(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, file: &str, def: CheckDef) -> Result<(), CatalogError> {
+        if let Some(prior) = self.checks.iter().find(|c| c.id == def.id) {
+            return Err(CatalogError::invalid(
+                file,
+                format!(
+                    "check id {:?} is already defined in {}",
+                    def.id, prior.source
+                ),
+            ));
+        }
+        self.checks.push(def);
+        Ok(())
+    }
+
+    /// All checks, in declaration order.
+    pub fn checks(&self) -> &[CheckDef] {
+        &self.checks
+    }
+
+    /// Looks a check up by id.
+    pub fn get(&self, id: &str) -> Option<&CheckDef> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+
+    /// Ids of all checks.
+    pub fn ids(&self) -> HashSet<&str> {
+        self.checks.iter().map(|c| c.id.as_str()).collect()
+    }
+}
+
+/// Ids are kebab-case: lowercase ASCII words joined by single hyphens.
+pub fn is_kebab_case(id: &str) -> bool {
+    !id.is_empty()
+        && id.split('-').all(|w| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+fn validate_id(file: &str, id: &str) -> Result<(), CatalogError> {
+    if is_kebab_case(id) {
+        Ok(())
+    } else {
+        Err(CatalogError::invalid(
+            file,
+            format!("id {id:?} is not kebab-case (lowercase words joined by '-')"),
+        ))
+    }
+}
+
+/// `--only` / `--skip` patterns: an exact id, or a prefix ending in `*`.
+pub fn matches_pattern(pattern: &str, id: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => id.starts_with(prefix),
+        None => pattern == id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_with_unique_kebab_case_ids() {
+        let catalog = Catalog::builtin().expect("the embedded catalog parses");
+        let mut seen = HashSet::new();
+        for c in catalog.checks() {
+            assert!(is_kebab_case(&c.id), "{} is not kebab-case", c.id);
+            assert!(seen.insert(c.id.clone()), "duplicate id {}", c.id);
+        }
+        for id in [
+            "iothub-mqtt",
+            "iothub-amqp",
+            "iothub-mqtt-ws",
+            "iothub-amqp-ws",
+            "iothub-https",
+        ] {
+            assert!(catalog.get(id).is_some(), "missing {id}");
+        }
+    }
+
+    #[test]
+    fn families_expand_with_protocol_ports_and_required_members() {
+        let mut c = Catalog::default();
+        c.add_text(
+            "t.toml",
+            r#"
+[[family]]
+id = "hub"
+title = "Hub"
+endpoint = "iothub"
+host = "{iothub_hostname}"
+protocols = ["mqtt", "https"]
+ports = { https = 8443 }
+required = ["https"]
+"#,
+        )
+        .unwrap();
+        let mqtt = c.get("hub-mqtt").unwrap();
+        assert_eq!(mqtt.port, Some(8883));
+        assert!(!mqtt.required);
+        let https = c.get("hub-https").unwrap();
+        assert_eq!(https.port, Some(8443));
+        assert!(https.required);
+        assert_eq!(https.title, "Hub over HTTPS (8443)");
+    }
+
+    #[test]
+    fn templates_resolve_or_name_the_missing_variable() {
+        let c = CheckDef {
+            id: "x".into(),
+            title: "x".into(),
+            endpoint: Endpoint::Iothub,
+            protocol: Protocol::Mqtt,
+            host: "{iothub_hostname}".into(),
+            port: Some(8883),
+            required: false,
+            requires: vec!["device_id".into()],
+            source: "t".into(),
+        };
+        let mut vars = Vars::new();
+        assert_eq!(c.resolve(&vars), Err("iothub_hostname".into()));
+        vars.insert("iothub_hostname".into(), "hub.example".into());
+        assert_eq!(c.resolve(&vars), Err("device_id".into()));
+        vars.insert("device_id".into(), "d1".into());
+        assert_eq!(c.resolve(&vars).unwrap().host, "hub.example");
+    }
+
+    #[test]
+    fn bad_catalog_files_name_file_line_and_problem() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[[check]]\nid = \"Bad_Id\"\ntitle = \"t\"\nendpoint = \"iothub\"\nprotocol = \"mqtt\"\nhost = \"h\"\n",
+                "f.toml: id \"Bad_Id\" is not kebab-case",
+            ),
+            (
+                "[[check]]\nid = \"a\"\ntitle = \"t\"\nendpoint = \"moon\"\nprotocol = \"mqtt\"\nhost = \"h\"\n",
+                "f.toml: line 4: unknown variant `moon`",
+            ),
+            (
+                "[[check]]\nid = \"a\"\ntitle = \"t\"\nendpoint = \"iothub\"\nprotocol = \"mqtt\"\n",
+                "f.toml: check \"a\": a mqtt probe needs a host",
+            ),
+            (
+                "[[check]]\nid = \"a\"\ntitle = \"t\"\nendpoint = \"iothub\"\nprotocol = \"mqtt\"\nhost = \"h\"\nprot = 1\n",
+                "f.toml: line 7: unknown field `prot`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Catalog::default().add_text("f.toml", text).unwrap_err();
+            assert!(
+                err.to_string().starts_with(want),
+                "{err} should start with {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused_naming_both_files() {
+        let mut c = Catalog::builtin().unwrap();
+        let err = c
+            .add_text(
+                "mine.toml",
+                "[[check]]\nid = \"iothub-mqtt\"\ntitle = \"t\"\nendpoint = \"iothub\"\nprotocol = \"mqtt\"\nhost = \"h\"\n",
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mine.toml: check id \"iothub-mqtt\" is already defined in builtin:iothub.toml"
+        );
+    }
+
+    #[test]
+    fn patterns_match_ids_and_prefixes() {
+        assert!(matches_pattern("iothub-*", "iothub-mqtt"));
+        assert!(matches_pattern("iothub-mqtt", "iothub-mqtt"));
+        assert!(!matches_pattern("iothub-mqtt", "iothub-mqtt-ws"));
+    }
+}

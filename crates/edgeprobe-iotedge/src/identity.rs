@@ -1,0 +1,196 @@
+//! Who the probes claim to be. A device identity comes from a connection string, from
+//! `--iothub-hostname`/`--device-id` with a key or an X.509 certificate, or from nothing at
+//! all (`--no-auth`): then every path is still proven, by the service refusing us.
+
+use std::path::PathBuf;
+
+use crate::sas;
+use crate::secret::Secret;
+
+/// The API version in IoT Hub MQTT usernames.
+pub const IOTHUB_API_VERSION: &str = "2021-04-12";
+
+/// A device connection string that could not be used. Never echoes the key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionStringError {
+    #[error("connection string lacks {0}")]
+    Missing(&'static str),
+    #[error("connection string part {0:?} is not Key=Value")]
+    Malformed(String),
+    #[error("connection string SharedAccessKey is not valid base64")]
+    BadKey,
+}
+
+/// A parsed device connection string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionString {
+    pub host_name: String,
+    pub device_id: String,
+    pub module_id: Option<String>,
+    pub key: Option<Secret>,
+    pub gateway_host_name: Option<String>,
+    pub x509: bool,
+}
+
+impl std::str::FromStr for ConnectionString {
+    type Err = ConnectionStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (mut host, mut device, mut module, mut key, mut gateway, mut x509) =
+            (None, None, None, None, None, false);
+        for part in s.trim().split(';').filter(|p| !p.trim().is_empty()) {
+            // Keys hold '=' padding, so split on the first '=' only.
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                // Never echo a part that might be the key itself.
+                ConnectionStringError::Malformed(part.chars().take(16).collect())
+            })?;
+            match k.trim() {
+                "HostName" => host = Some(v.trim().to_owned()),
+                "DeviceId" => device = Some(v.trim().to_owned()),
+                "ModuleId" => module = Some(v.trim().to_owned()),
+                "SharedAccessKey" => key = Some(Secret::new(v.trim())),
+                "GatewayHostName" => gateway = Some(v.trim().to_owned()),
+                "x509" => x509 = v.trim().eq_ignore_ascii_case("true"),
+                _ => {}
+            }
+        }
+        let key = match key {
+            Some(k) => {
+                sas::validate_key(&k).map_err(|_| ConnectionStringError::BadKey)?;
+                Some(k)
+            }
+            None => None,
+        };
+        if key.is_none() && !x509 {
+            return Err(ConnectionStringError::Missing(
+                "SharedAccessKey (or x509=true)",
+            ));
+        }
+        Ok(ConnectionString {
+            host_name: host.ok_or(ConnectionStringError::Missing("HostName"))?,
+            device_id: device.ok_or(ConnectionStringError::Missing("DeviceId"))?,
+            module_id: module,
+            key,
+            gateway_host_name: gateway,
+            x509,
+        })
+    }
+}
+
+/// How the probes authenticate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    /// Prove the paths only: the service's refusal is the proof.
+    None,
+    /// A device's symmetric key (base64).
+    SasKey(Secret),
+    /// A client certificate and key presented in TLS.
+    X509 { cert: PathBuf, key: PathBuf },
+    /// Configured, but unusable here; the reason says why (e.g. key file unreadable).
+    Unavailable(String),
+}
+
+/// The device the probes act as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    pub hub: String,
+    pub device_id: String,
+    pub credentials: Credentials,
+}
+
+impl DeviceIdentity {
+    /// MQTT username for IoT Hub (and edgeHub): `{hub}/{deviceId}/?api-version=...`.
+    pub fn mqtt_username(&self) -> String {
+        format!(
+            "{}/{}/?api-version={IOTHUB_API_VERSION}",
+            self.hub, self.device_id
+        )
+    }
+
+    /// The SAS resource of this device.
+    pub fn resource(&self) -> String {
+        sas::device_resource(&self.hub, &self.device_id)
+    }
+
+    /// The AMQP telemetry link address; attaching proves authorization.
+    pub fn events_address(&self) -> String {
+        format!("/devices/{}/messages/events", self.device_id)
+    }
+
+    /// A fresh SAS token when the identity has a key.
+    pub fn sas_token(&self) -> Option<Result<Secret, sas::SasError>> {
+        match &self.credentials {
+            Credentials::SasKey(key) => Some(sas::token(
+                &self.resource(),
+                key,
+                sas::unix_now() + sas::TOKEN_LIFETIME_SECS,
+                None,
+            )),
+            _ => None,
+        }
+    }
+
+    /// Secrets this identity holds, for scrubbing text that came from elsewhere.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        match &self.credentials {
+            Credentials::SasKey(k) => vec![k],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings_parse_and_errors_never_show_the_key() {
+        let cs: ConnectionString =
+            "HostName=h.azure-devices.net;DeviceId=d1;SharedAccessKey=YWJjZA==;GatewayHostName=gw"
+                .parse()
+                .unwrap();
+        assert_eq!(cs.host_name, "h.azure-devices.net");
+        assert_eq!(cs.device_id, "d1");
+        assert_eq!(cs.key.unwrap().expose(), "YWJjZA==");
+        assert_eq!(cs.gateway_host_name.as_deref(), Some("gw"));
+
+        let cases = [
+            (
+                "DeviceId=d;SharedAccessKey=YWJjZA==",
+                "connection string lacks HostName",
+            ),
+            (
+                "HostName=h;SharedAccessKey=YWJjZA==",
+                "connection string lacks DeviceId",
+            ),
+            (
+                "HostName=h;DeviceId=d",
+                "connection string lacks SharedAccessKey (or x509=true)",
+            ),
+            (
+                "HostName=h;DeviceId=d;SharedAccessKey=%%%",
+                "connection string SharedAccessKey is not valid base64",
+            ),
+        ];
+        for (input, want) in cases {
+            let err = input.parse::<ConnectionString>().unwrap_err().to_string();
+            assert_eq!(err, want);
+            assert!(!err.contains("YWJjZA"));
+        }
+    }
+
+    #[test]
+    fn usernames_follow_iot_hub_conventions() {
+        let id = DeviceIdentity {
+            hub: "h.azure-devices.net".into(),
+            device_id: "d1".into(),
+            credentials: Credentials::None,
+        };
+        assert_eq!(
+            id.mqtt_username(),
+            "h.azure-devices.net/d1/?api-version=2021-04-12"
+        );
+        assert_eq!(id.events_address(), "/devices/d1/messages/events");
+    }
+}

@@ -1,0 +1,12 @@
+//! What edgeprobe knows about Azure IoT Edge and IoT Hub, without touching the network:
+//! device identities and their credentials, SAS tokens, the usernames each protocol
+//! expects, and the `UpstreamProtocol` verdict drawn from probe outcomes.
+
+/// Device identities, connection strings and credentials.
+pub mod identity;
+/// SAS tokens: signing (for probes) and verifying (for the simulated hub).
+pub mod sas;
+/// Strings that must never reach any output.
+pub mod secret;
+/// Which `UpstreamProtocol` values work, and what to recommend.
+pub mod verdict;

@@ -1,0 +1,153 @@
+//! One HTTP/1.1 exchange over an established stream, with hyper. The probes use it for
+//! IoT Hub's unauthenticated request (whose 401 and `iothub-errorcode` header prove the
+//! service), for generic HTTPS endpoints, and to keep the `Date` header for the clock check.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use edgeprobe_core::Reason;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use crate::dns::Failure;
+use crate::{sniff, BoxIo};
+
+/// How much of a response body we read: enough for an error JSON or a page title.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// What answered.
+#[derive(Clone, Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The start of the body, lossily decoded.
+    pub body: String,
+    pub date: Option<SystemTime>,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The HTML `<title>`, for naming captive portals and proxy error pages.
+    pub fn title(&self) -> Option<String> {
+        let lower = self.body.to_ascii_lowercase();
+        let start = lower.find("<title")?;
+        let open_end = lower[start..].find('>')? + start + 1;
+        let close = lower[open_end..].find("</title>")? + open_end;
+        let t = self.body[open_end..close].trim();
+        (!t.is_empty()).then(|| t.chars().take(80).collect())
+    }
+
+    /// "HTTP 302, Server: nginx, title "Guest Wi-Fi login"" — who answered, for messages.
+    pub fn who(&self) -> String {
+        let mut s = format!("HTTP {}", self.status);
+        if let Some(server) = self.header("server") {
+            s.push_str(&format!(", Server: {server}"));
+        }
+        if let Some(title) = self.title() {
+            s.push_str(&format!(", title {title:?}"));
+        }
+        s
+    }
+}
+
+/// A request to send.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub host: String,
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+}
+
+/// Sends one request and reads the answer.
+pub async fn exchange(
+    stream: BoxIo,
+    req: &HttpRequest,
+    deadline: Instant,
+) -> Result<HttpAnswer, Failure> {
+    let run = async {
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(|e| (Reason::ProtocolError, format!("HTTP handshake failed: {e}")))?;
+        let conn_task = tokio::spawn(conn);
+        let mut builder = Request::builder()
+            .method(req.method.clone())
+            .uri(req.path_and_query.as_str())
+            .header(http::header::HOST, req.host.as_str())
+            .header(
+                http::header::USER_AGENT,
+                concat!("edgeprobe/", env!("CARGO_PKG_VERSION")),
+            );
+        for (k, v) in &req.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let body = Full::new(Bytes::from(req.body.clone().unwrap_or_default()));
+        let request = builder.body(body).map_err(|e| {
+            (
+                Reason::ProtocolError,
+                format!("cannot build the request: {e}"),
+            )
+        })?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            let msg = e.to_string();
+            if e.is_parse() {
+                (
+                    Reason::WrongService,
+                    format!("the peer does not speak HTTP: {msg}"),
+                )
+            } else if e.is_incomplete_message() || e.is_closed() {
+                (
+                    Reason::ProtocolError,
+                    format!("the peer closed the connection without an HTTP answer: {msg}"),
+                )
+            } else {
+                (
+                    Reason::ProtocolError,
+                    format!("HTTP exchange failed: {msg}"),
+                )
+            }
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, BODY_LIMIT)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        conn_task.abort();
+        let date = parts
+            .headers
+            .get(http::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| httpdate::parse_http_date(s).ok());
+        Ok(HttpAnswer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            date,
+        })
+    };
+    match tokio::time::timeout_at(deadline, run).await {
+        Ok(r) => r,
+        Err(_) => Err((
+            Reason::ProtocolTimeout,
+            "the HTTP request was sent but no answer came back in time".into(),
+        )),
+    }
+}
+
+/// An empty body, for CONNECT.
+pub fn empty() -> Empty<Bytes> {
+    Empty::new()
+}
+
+/// Describes bytes that were not HTTP.
+pub fn not_http(bytes: &[u8]) -> String {
+    sniff::classify(bytes).describe()
+}

@@ -1,0 +1,39 @@
+//! The layers a probe walks, each timed as a phase and classified into the reason codes of
+//! PRODUCT.md: DNS, TCP, an HTTP CONNECT proxy, TLS, a WebSocket upgrade, and the protocol
+//! handshakes the IoT Edge runtime performs (MQTT, AMQP, HTTPS).
+//!
+//! [`Prober`] composes the layers per protocol and implements the runner's `Probe` trait.
+//! Every network operation takes the run's deadline; none sleeps or retries on its own.
+
+/// AMQP 1.0 open, CBS put-token and link attach (fe2o3-amqp).
+pub mod amqp;
+/// Address lookup (hickory-resolver) and `--resolve`/`--connect-to` overrides.
+pub mod dns;
+/// HTTP requests over an established stream (hyper): IoT Hub's 401, generic services.
+pub mod https;
+/// MQTT 3.1.1 CONNECT/CONNACK with rumqttc's codec.
+pub mod mqtt;
+/// The per-protocol layer composition and the runner's `Probe` implementation.
+pub mod prober;
+/// HTTP CONNECT tunnels through a proxy (hyper).
+pub mod proxy;
+/// Recognising what answered when it was not the expected protocol.
+pub mod sniff;
+/// Connecting to the resolved addresses, IPv6 and IPv4 raced.
+pub mod tcp;
+/// TLS with rustls: trust roots, chain capture, failure classification.
+pub mod tls;
+/// WebSocket upgrade (tokio-tungstenite) and a byte-stream adapter over binary frames.
+pub mod ws;
+
+pub use prober::{ProbeSettings, Prober};
+
+/// Any byte stream a layer can run over: TCP, a proxy tunnel, TLS, a WebSocket.
+pub trait Io:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug> Io for T {}
+
+/// A boxed stream, so layers compose without naming each other's types.
+pub type BoxIo = Box<dyn Io>;

@@ -1,0 +1,617 @@
+//! Composes the layers per protocol the way the IoT Edge runtime stacks them:
+//!
+//! | protocol | layers |
+//! |---|---|
+//! | mqtt (8883) | dns → tcp → tls → MQTT CONNECT/CONNACK → auth |
+//! | amqp (5671) | dns → tcp → tls → AMQP open/begin → CBS put-token + attach |
+//! | mqtt-ws (443) | dns → tcp → [proxy] → tls → ws `mqtt` → MQTT |
+//! | amqp-ws (443) | dns → tcp → [proxy] → tls → ws `AMQPWSB10` → AMQP |
+//! | https (443) | dns → tcp → [proxy] → tls → HTTP request |
+//!
+//! and turns what happened into one [`Outcome`]: the first failing layer decides the reason,
+//! a protocol answer proves the path, and refused credentials are a warning, not a failure.
+
+use std::sync::Arc;
+
+use edgeprobe_core::catalog::{CheckDef, Target};
+use edgeprobe_core::recorder::PhaseRecorder;
+use edgeprobe_core::runner::Probe;
+use edgeprobe_core::{
+    AuthState, Endpoint, Outcome, PhaseName, PhaseStatus, Protocol, Reason, Status,
+};
+use edgeprobe_iotedge::identity::{Credentials, DeviceIdentity};
+use edgeprobe_iotedge::secret::{self, Secret};
+use futures_util::future::BoxFuture;
+use http::Method;
+use rumqttc::mqttbytes::v4::ConnectReturnCode;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::dns::{Dns, Failure};
+use crate::https::{HttpAnswer, HttpRequest};
+use crate::proxy::ProxyConfig;
+use crate::tls::{TlsFacts, TlsSettings};
+use crate::{amqp, https, mqtt, proxy, tcp, tls, ws, BoxIo};
+
+/// The client id used when no device identity is known (`--no-auth` without a device id).
+pub const ANONYMOUS_DEVICE: &str = "edgeprobe-probe";
+
+/// Everything the probes of one run share.
+#[derive(Debug)]
+pub struct ProbeSettings {
+    pub dns: Dns,
+    pub tls: TlsSettings,
+    /// The device identity used towards IoT Hub, a parent or a gateway.
+    pub identity: Option<DeviceIdentity>,
+    pub proxy: Option<ProxyConfig>,
+    /// `NO_PROXY` entries.
+    pub no_proxy: String,
+    /// Prove paths without presenting credentials.
+    pub no_auth: bool,
+}
+
+/// The runner's `Probe`: walks the layers for each check.
+#[derive(Debug, Clone)]
+pub struct Prober {
+    settings: Arc<ProbeSettings>,
+}
+
+impl Prober {
+    pub fn new(settings: ProbeSettings) -> Self {
+        Prober {
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn settings(&self) -> &ProbeSettings {
+        &self.settings
+    }
+}
+
+impl Probe for Prober {
+    fn run<'a>(
+        &'a self,
+        check: &'a CheckDef,
+        target: &'a Target,
+        rec: &'a PhaseRecorder,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let Some(port) = target.port else {
+                return Outcome::new(Status::Skip, Reason::NotConfigured, "no port to probe");
+            };
+            let job = Job {
+                s: &self.settings,
+                check,
+                host: &target.host,
+                port,
+                rec,
+                deadline,
+            };
+            job.run().await
+        })
+    }
+}
+
+/// One check in flight.
+struct Job<'a> {
+    s: &'a ProbeSettings,
+    check: &'a CheckDef,
+    host: &'a str,
+    port: u16,
+    rec: &'a PhaseRecorder,
+    deadline: Instant,
+}
+
+impl Job<'_> {
+    fn proxy(&self) -> Option<&ProxyConfig> {
+        self.s
+            .proxy
+            .as_ref()
+            .filter(|_| !proxy::no_proxy_matches(&self.s.no_proxy, self.host))
+    }
+
+    async fn run(&self) -> Outcome {
+        let protocol = self.check.protocol;
+        let use_proxy = protocol.proxiable() && self.proxy().is_some();
+        let mut outcome = match self.walk(use_proxy).await {
+            Ok(o) => o,
+            Err(failure) => self.failed(failure),
+        };
+        outcome.via_proxy = use_proxy;
+        // Mqtt and Amqp never use the proxy: say so when they fail, beside the cause.
+        if let Some(p) = self.proxy() {
+            if !protocol.proxiable() && outcome.status == Status::Fail {
+                outcome.also.push(Reason::NotProxiable);
+                outcome.message.push_str(&format!(
+                    " ({} cannot use the proxy {}; it needs direct egress on port {})",
+                    protocol.title(),
+                    p.redacted(),
+                    self.port
+                ));
+            }
+        }
+        outcome.message = secret::scrub(&outcome.message, &self.secrets());
+        outcome
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        let mut out: Vec<&Secret> = self
+            .s
+            .identity
+            .as_ref()
+            .map(|i| i.secrets())
+            .unwrap_or_default();
+        if let Some(p) = self.s.proxy.as_ref().and_then(|p| p.password.as_ref()) {
+            out.push(p);
+        }
+        out
+    }
+
+    fn failed(&self, (reason, message): Failure) -> Outcome {
+        let mut o = Outcome::new(Status::Fail, reason, message);
+        o.fix = fix_for(reason, self.check.protocol, self.host, self.port);
+        o
+    }
+
+    /// Reaches the target: directly, or through a CONNECT tunnel.
+    async fn transport(&self, use_proxy: bool) -> Result<BoxIo, Failure> {
+        match self.proxy().filter(|_| use_proxy) {
+            None => {
+                let addrs = self
+                    .s
+                    .dns
+                    .lookup(self.host, self.port, self.rec, self.deadline)
+                    .await?;
+                let (stream, _) = tcp::connect(&addrs, self.rec, self.deadline).await?;
+                Ok(Box::new(stream))
+            }
+            Some(p) => {
+                let addrs = self
+                    .s
+                    .dns
+                    .lookup(&p.host, p.port, self.rec, self.deadline)
+                    .await
+                    .map_err(|(r, m)| {
+                        (
+                            proxy_layer_reason(r),
+                            format!("proxy {}: {m}", p.redacted()),
+                        )
+                    })?;
+                let (stream, _) = tcp::connect(&addrs, self.rec, self.deadline)
+                    .await
+                    .map_err(|(r, m)| {
+                        (
+                            proxy_layer_reason(r),
+                            format!("proxy {}: {m}", p.redacted()),
+                        )
+                    })?;
+                let mut io: BoxIo = Box::new(stream);
+                if p.scheme == "https" {
+                    let mut facts = TlsFacts::default();
+                    io = Box::new(
+                        tls::handshake(
+                            io,
+                            &p.host,
+                            &self.s.tls,
+                            self.rec,
+                            self.deadline,
+                            &mut facts,
+                        )
+                        .await
+                        .map_err(|(_, m)| {
+                            (Reason::ProxyUnreachable, format!("TLS to the proxy: {m}"))
+                        })?,
+                    );
+                }
+                proxy::connect(io, p, self.host, self.port, self.rec, self.deadline).await
+            }
+        }
+    }
+
+    async fn walk(&self, use_proxy: bool) -> Result<Outcome, Failure> {
+        let io = self.transport(use_proxy).await?;
+        let mut facts = TlsFacts::default();
+        let tls: BoxIo = Box::new(
+            tls::handshake(
+                io,
+                self.host,
+                &self.s.tls,
+                self.rec,
+                self.deadline,
+                &mut facts,
+            )
+            .await?,
+        );
+        match self.check.protocol {
+            Protocol::Mqtt => self.mqtt(tls).await,
+            Protocol::MqttWs => {
+                let ws =
+                    ws::upgrade(tls, self.host, ws::PATH, "mqtt", self.rec, self.deadline).await?;
+                self.mqtt(Box::new(ws)).await
+            }
+            Protocol::Amqp => self.amqp(tls).await,
+            Protocol::AmqpWs => {
+                let ws = ws::upgrade(
+                    tls,
+                    self.host,
+                    ws::PATH,
+                    "AMQPWSB10",
+                    self.rec,
+                    self.deadline,
+                )
+                .await?;
+                self.amqp(Box::new(ws)).await
+            }
+            Protocol::Https => self.https(tls).await,
+            other => Ok(Outcome::skip(
+                Reason::NotConfigured,
+                format!("protocol {other} is not a network probe"),
+            )),
+        }
+    }
+
+    /// The identity to present, if credentials are to be used.
+    fn credentials(&self) -> (Option<&DeviceIdentity>, Option<Result<Secret, String>>) {
+        let identity = self.s.identity.as_ref();
+        if self.s.no_auth {
+            return (identity, None);
+        }
+        let token = identity.and_then(|i| match &i.credentials {
+            Credentials::SasKey(_) => i.sas_token().map(|r| r.map_err(|e| e.to_string())),
+            Credentials::Unavailable(why) => Some(Err(why.clone())),
+            _ => None,
+        });
+        (identity, token)
+    }
+
+    fn uses_x509(&self) -> bool {
+        !self.s.no_auth
+            && self
+                .s
+                .identity
+                .as_ref()
+                .is_some_and(|i| matches!(i.credentials, Credentials::X509 { .. }))
+    }
+
+    async fn mqtt(&self, mut io: BoxIo) -> Result<Outcome, Failure> {
+        let (identity, token) = self.credentials();
+        let device = identity
+            .map(|i| i.device_id.clone())
+            .unwrap_or_else(|| ANONYMOUS_DEVICE.into());
+        let username = identity.map(|i| i.mqtt_username()).unwrap_or_else(|| {
+            format!(
+                "{}/{ANONYMOUS_DEVICE}/?api-version={}",
+                self.host,
+                edgeprobe_iotedge::identity::IOTHUB_API_VERSION
+            )
+        });
+        let (password, unusable) = match token {
+            Some(Ok(t)) => (Some(t), None),
+            Some(Err(why)) => (None, Some(why)),
+            None => (None, None),
+        };
+        let presenting = password.is_some() || self.uses_x509();
+        let params = mqtt::MqttParams {
+            client_id: device,
+            username: Some(username),
+            password,
+        };
+        let ack = mqtt::connect(&mut io, &params, self.rec, self.deadline).await?;
+        let (code, words) = mqtt::describe_code(ack.code);
+        let title = self.service_name();
+        let auth_refused = matches!(
+            ack.code,
+            ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword
+        );
+        let mut o = if presenting {
+            self.rec.instant(
+                PhaseName::Auth,
+                if auth_refused {
+                    PhaseStatus::Fail
+                } else {
+                    PhaseStatus::Ok
+                },
+                vec![("connack_code".into(), json!(code))],
+            );
+            if ack.code == ConnectReturnCode::Success {
+                let mut o = Outcome::new(
+                    Status::Pass,
+                    Reason::Ok,
+                    format!("{title} accepted the device over MQTT (CONNACK 0)"),
+                );
+                o.auth = Some(AuthState::Ok);
+                o
+            } else if auth_refused {
+                let mut o = Outcome::new(
+                    Status::Warn,
+                    Reason::AuthRejected,
+                    format!("the MQTT path works, but {title} refused the credentials (CONNACK {code}: {words})"),
+                );
+                o.auth = Some(AuthState::Rejected);
+                o.fix = fix_for(Reason::AuthRejected, Protocol::Mqtt, self.host, self.port);
+                o
+            } else {
+                let mut o = Outcome::new(
+                    Status::Warn,
+                    Reason::ProtocolError,
+                    format!("the MQTT path works, but {title} answered CONNACK {code} ({words})"),
+                );
+                o.auth = Some(AuthState::Untested);
+                o
+            }
+        } else {
+            let mut o = Outcome::new(
+                Status::Pass,
+                Reason::Ok,
+                format!(
+                    "{title} answered CONNECT with CONNACK {code} ({words}): the MQTT path works"
+                ),
+            );
+            o.auth = Some(AuthState::Untested);
+            o
+        };
+        if let Some(why) = unusable {
+            o.message
+                .push_str(&format!("; credentials not tested: {why}"));
+        }
+        Ok(o)
+    }
+
+    async fn amqp(&self, io: BoxIo) -> Result<Outcome, Failure> {
+        let (identity, token) = self.credentials();
+        let device = identity
+            .map(|i| i.device_id.clone())
+            .unwrap_or_else(|| ANONYMOUS_DEVICE.into());
+        let (cbs, unusable) = match (identity, token) {
+            (Some(i), Some(Ok(t))) => (
+                Some(amqp::CbsPutToken {
+                    audience: i.resource(),
+                    token: t.expose().to_owned(),
+                }),
+                None,
+            ),
+            (_, Some(Err(why))) => (None, Some(why)),
+            _ => (None, None),
+        };
+        let presenting = cbs.is_some() || self.uses_x509();
+        let params = amqp::AmqpParams {
+            hostname: self.host.to_owned(),
+            container_id: device,
+            sasl: amqp::AmqpSasl::Anonymous,
+            cbs,
+            link_address: identity.filter(|_| presenting).map(|i| i.events_address()),
+        };
+        self.rec.start(PhaseName::Protocol);
+        let trace = amqp::handshake(io, &params, self.deadline).await;
+        let title = self.service_name();
+        let open_detail = |ok: &amqp::StepOk| -> edgeprobe_core::Detail {
+            ok.detail
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                .collect()
+        };
+        let opened_at = match &trace.open.result {
+            Ok(ok) => self
+                .rec
+                .end_after(trace.open.duration, PhaseStatus::Ok, open_detail(ok)),
+            Err(e) => {
+                self.rec.end_after(
+                    trace.open.duration,
+                    PhaseStatus::Fail,
+                    vec![("error".into(), json!(e.message))],
+                );
+                let reason = match e.kind {
+                    amqp::AmqpErrorKind::Timeout => Reason::ProtocolTimeout,
+                    amqp::AmqpErrorKind::NotAmqp => Reason::WrongService,
+                    _ => Reason::ProtocolError,
+                };
+                return Err((reason, format!("AMQP: {}", e.message)));
+            }
+        };
+        let mut o = match &trace.auth {
+            None => {
+                let mut o = Outcome::new(
+                    Status::Pass,
+                    Reason::Ok,
+                    format!("{title} opened an AMQP connection: the AMQP path works"),
+                );
+                o.auth = Some(AuthState::Untested);
+                o
+            }
+            Some(step) => {
+                let status = if step.result.is_ok() {
+                    PhaseStatus::Ok
+                } else {
+                    PhaseStatus::Fail
+                };
+                let detail = match &step.result {
+                    Ok(ok) => open_detail(ok),
+                    Err(e) => vec![("error".into(), json!(e.message))],
+                };
+                self.rec
+                    .push(PhaseName::Auth, opened_at, step.duration, status, detail);
+                match &step.result {
+                    Ok(_) => {
+                        let mut o = Outcome::new(
+                            Status::Pass,
+                            Reason::Ok,
+                            format!("{title} accepted the device over AMQP (token accepted, telemetry link attached)"),
+                        );
+                        o.auth = Some(AuthState::Ok);
+                        o
+                    }
+                    Err(e) if matches!(e.kind, amqp::AmqpErrorKind::Unauthorized) => {
+                        let mut o = Outcome::new(
+                            Status::Warn,
+                            Reason::AuthRejected,
+                            format!(
+                                "the AMQP path works, but {title} refused the credentials: {}",
+                                e.message
+                            ),
+                        );
+                        o.auth = Some(AuthState::Rejected);
+                        o.fix = fix_for(Reason::AuthRejected, Protocol::Amqp, self.host, self.port);
+                        o
+                    }
+                    Err(e) => {
+                        let reason = match e.kind {
+                            amqp::AmqpErrorKind::Timeout => Reason::ProtocolTimeout,
+                            _ => Reason::ProtocolError,
+                        };
+                        let mut o = Outcome::new(
+                            Status::Warn,
+                            reason,
+                            format!("the AMQP connection opened, but authentication did not complete: {}", e.message),
+                        );
+                        o.auth = Some(AuthState::Untested);
+                        o
+                    }
+                }
+            }
+        };
+        if let Some(why) = unusable {
+            o.message
+                .push_str(&format!("; credentials not tested: {why}"));
+        }
+        Ok(o)
+    }
+
+    fn service_name(&self) -> &'static str {
+        match self.check.endpoint {
+            Endpoint::Iothub => "IoT Hub",
+            Endpoint::Dps => "DPS",
+            Endpoint::Parent => "the parent's edgeHub",
+            Endpoint::Gateway => "the gateway's edgeHub",
+            Endpoint::Registry => "the registry",
+            Endpoint::Device => "the service",
+        }
+    }
+
+    async fn https(&self, io: BoxIo) -> Result<Outcome, Failure> {
+        let device = self
+            .s
+            .identity
+            .as_ref()
+            .map(|i| i.device_id.clone())
+            .unwrap_or_else(|| ANONYMOUS_DEVICE.into());
+        let path = match self.check.endpoint {
+            Endpoint::Iothub | Endpoint::Parent | Endpoint::Gateway => format!(
+                "/devices/{}/messages/deviceBound?api-version={}",
+                crate_url_encode(&device),
+                edgeprobe_iotedge::identity::IOTHUB_API_VERSION
+            ),
+            _ => "/".to_owned(),
+        };
+        let req = HttpRequest {
+            method: Method::GET,
+            host: self.host.to_owned(),
+            path_and_query: path.clone(),
+            headers: Vec::new(),
+            body: None,
+        };
+        self.rec.start(PhaseName::Protocol);
+        self.rec.note("request", format!("GET {path}"));
+        let answer = match https::exchange(io, &req, self.deadline).await {
+            Ok(a) => a,
+            Err(f) => {
+                self.rec.end(PhaseStatus::Fail, Vec::new());
+                return Err(f);
+            }
+        };
+        let detail = http_detail(&answer);
+        match self.check.endpoint {
+            Endpoint::Iothub | Endpoint::Parent | Endpoint::Gateway => {
+                let code = answer.header("iothub-errorcode").map(str::to_owned);
+                if answer.status == 401 && code.is_some() {
+                    self.rec.end(PhaseStatus::Ok, detail);
+                    let mut o = Outcome::new(
+                        Status::Pass,
+                        Reason::Ok,
+                        format!(
+                            "{} answered an unauthenticated request with 401 {}: the HTTPS path works",
+                            self.service_name(),
+                            code.unwrap_or_default()
+                        ),
+                    );
+                    o.server_date = answer.date;
+                    o.auth = Some(AuthState::Untested);
+                    Ok(o)
+                } else {
+                    self.rec.end(PhaseStatus::Fail, detail);
+                    let mut o = Outcome::new(
+                        Status::Fail,
+                        Reason::WrongService,
+                        format!(
+                            "expected IoT Hub's 401 with an iothub-errorcode header, got {}: a proxy, captive portal or another service answered",
+                            answer.who()
+                        ),
+                    );
+                    o.fix = fix_for(Reason::WrongService, Protocol::Https, self.host, self.port);
+                    o.server_date = answer.date;
+                    Ok(o)
+                }
+            }
+            _ => {
+                self.rec.end(PhaseStatus::Ok, detail);
+                let mut o = Outcome::new(
+                    Status::Pass,
+                    Reason::Ok,
+                    format!("{} answered: {}", self.host, answer.who()),
+                );
+                o.server_date = answer.date;
+                Ok(o)
+            }
+        }
+    }
+}
+
+fn crate_url_encode(s: &str) -> String {
+    edgeprobe_iotedge::sas::url_encode(s)
+}
+
+fn http_detail(a: &HttpAnswer) -> edgeprobe_core::Detail {
+    let mut d: edgeprobe_core::Detail = vec![("status".into(), json!(a.status))];
+    for h in ["server", "iothub-errorcode", "date", "content-type"] {
+        if let Some(v) = a.header(h) {
+            d.push((h.into(), json!(v)));
+        }
+    }
+    if let Some(t) = a.title() {
+        d.push(("title".into(), json!(t)));
+    }
+    d
+}
+
+/// A failure reaching the proxy itself is a proxy failure, whatever layer it was in.
+fn proxy_layer_reason(_: Reason) -> Reason {
+    Reason::ProxyUnreachable
+}
+
+/// What to change, per reason. `None` where the message says it all.
+pub fn fix_for(reason: Reason, protocol: Protocol, host: &str, port: u16) -> Option<String> {
+    let ws_alt = match protocol {
+        Protocol::Mqtt => " — or use UpstreamProtocol MqttWs over 443",
+        Protocol::Amqp => " — or use UpstreamProtocol AmqpWs over 443",
+        _ => "",
+    };
+    Some(match reason {
+        Reason::DnsNxdomain => format!("check the host name {host} (a typo in config.toml, or a deleted hub)"),
+        Reason::DnsNoRecords | Reason::DnsError => format!("check the DNS servers in /etc/resolv.conf and whether they can resolve {host}"),
+        Reason::DnsTimeout => "check that the DNS servers in /etc/resolv.conf are reachable (UDP and TCP 53)".into(),
+        Reason::TcpTimeout | Reason::TcpRefused | Reason::TcpUnreachable => {
+            format!("allow outbound TCP {port} to {host} in the firewall{ws_alt}")
+        }
+        Reason::TlsUntrusted => "if a TLS-inspecting proxy is on the path, exempt the Azure endpoints from inspection, or add its root CA to the OS store and to trust_bundle_cert in /etc/aziot/config.toml (X.509 device auth cannot pass inspection)".into(),
+        Reason::TlsNameMismatch => format!("something intercepts {host}:{port}, or the host name is wrong; check DNS and transparent proxies"),
+        Reason::TlsExpired => "check the device clock (timedatectl; enable NTP); if the clock is right, the server's certificate has expired".into(),
+        Reason::TlsNotTls | Reason::WrongService => format!("something other than the service answers on {host}:{port}: check for a transparent proxy, captive portal or port redirect"),
+        Reason::TlsTimeout | Reason::ProtocolTimeout => format!("a middlebox inspects or drops {} after the handshake starts, or the path MTU is too small (try `ping -M do -s 1472 {host}`)", protocol.title()),
+        Reason::ProxyAuthRequired => "put the proxy credentials in the proxy URL (http://user:password@proxy:port)".into(),
+        Reason::ProxyDenied => format!("ask the proxy administrator to allow CONNECT to {host}:{port}"),
+        Reason::ProxyUnreachable => "check the proxy address and that it is reachable from this device".into(),
+        Reason::WsRejected | Reason::WsSubprotocol => "a proxy or web filter blocks WebSocket upgrades on /$iothub/websocket: allow them for the Azure endpoints".into(),
+        Reason::AuthRejected => "check the device id and key (regenerated key? wrong hub?) and the device clock".into(),
+        _ => return None,
+    })
+}

@@ -1,0 +1,265 @@
+//! HTTP CONNECT tunnels, the only way the WebSocket protocols, HTTPS, DPS and registries
+//! cross a corporate proxy. The proxy is its own phase: its address, the CONNECT status and
+//! the time it took. Credentials come from the proxy URL and never appear in any output.
+
+use std::fmt;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use edgeprobe_core::recorder::PhaseRecorder;
+use edgeprobe_core::{PhaseName, PhaseStatus, Reason};
+use edgeprobe_iotedge::secret::Secret;
+use http::{Method, Request};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
+use tokio::time::Instant;
+
+use crate::dns::Failure;
+use crate::BoxIo;
+
+/// An HTTP proxy from `--proxy`, the IoT Edge config or `HTTPS_PROXY`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// `http` or `https` (TLS to the proxy itself).
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl ProxyConfig {
+    /// Parses `http://[user[:pass]@]host[:port][/]`. The error never repeats the password.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        let (scheme, rest) = match url.split_once("://") {
+            Some((s, r)) => (s.to_ascii_lowercase(), r),
+            None => ("http".to_owned(), url),
+        };
+        if scheme != "http" && scheme != "https" {
+            return Err(format!(
+                "proxy scheme {scheme:?} is not supported (use http:// or https://)"
+            ));
+        }
+        let rest = rest.split('/').next().unwrap_or_default();
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let default_port = if scheme == "https" { 443 } else { 3128 };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, p) = v6.split_once(']').ok_or("proxy host has an unclosed '['")?;
+            (h.to_owned(), p.strip_prefix(':').map(str::to_owned))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p.to_owned())),
+                None => (hostport.to_owned(), None),
+            }
+        };
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("proxy port {p:?} is not a number"))?,
+            None => default_port,
+        };
+        if host.is_empty() {
+            return Err("proxy URL has no host".into());
+        }
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let (username, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => (Some(decode(user)), Some(Secret::new(decode(pass)))),
+                None => (Some(decode(u)), None),
+            },
+            None => (None, None),
+        };
+        Ok(ProxyConfig {
+            scheme,
+            host,
+            port,
+            username,
+            password,
+        })
+    }
+
+    /// The URL with the password replaced, for reports.
+    pub fn redacted(&self) -> String {
+        let user = match (&self.username, &self.password) {
+            (Some(u), Some(_)) => format!("{u}:{}@", edgeprobe_iotedge::secret::REDACTED),
+            (Some(u), None) => format!("{u}@"),
+            _ => String::new(),
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{}://{user}{host}:{}", self.scheme, self.port)
+    }
+
+    fn basic_auth(&self) -> Option<String> {
+        let user = self.username.as_ref()?;
+        let pass = self.password.as_ref().map(|p| p.expose()).unwrap_or("");
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        Some(format!("Basic {token}"))
+    }
+}
+
+/// Whether `host` is excluded from proxying by a `NO_PROXY` list (comma-separated names,
+/// `.suffix` / `*.suffix` domains, `*` for all, IP addresses).
+pub fn no_proxy_matches(no_proxy: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    no_proxy
+        .split(',')
+        .map(|e| e.trim().to_ascii_lowercase())
+        .any(|entry| {
+            if entry.is_empty() {
+                return false;
+            }
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.split(':').next().unwrap_or_default().to_owned();
+            let suffix = entry.trim_start_matches('*').trim_start_matches('.');
+            host == suffix || host.ends_with(&format!(".{suffix}"))
+        })
+}
+
+/// Opens a CONNECT tunnel to `host:port` over `stream` (already connected, and TLS'd for an
+/// `https://` proxy), recording the `proxy` phase.
+pub async fn connect(
+    stream: BoxIo,
+    proxy: &ProxyConfig,
+    host: &str,
+    port: u16,
+    rec: &PhaseRecorder,
+    deadline: Instant,
+) -> Result<BoxIo, Failure> {
+    rec.start(PhaseName::Proxy);
+    rec.note("proxy", proxy.redacted());
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    rec.note("connect", authority.clone());
+    let run = async {
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(|e| {
+                    (
+                        Reason::ProxyUnreachable,
+                        format!("proxy {}: {e}", proxy.redacted()),
+                    )
+                })?;
+        tokio::spawn(conn.with_upgrades());
+        let mut req = Request::builder()
+            .method(Method::CONNECT)
+            .uri(authority.as_str())
+            .header(http::header::HOST, authority.as_str());
+        if let Some(auth) = proxy.basic_auth() {
+            req = req.header(http::header::PROXY_AUTHORIZATION, auth);
+        }
+        let req = req
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| (Reason::ProxyDenied, format!("cannot build CONNECT: {e}")))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            (
+                Reason::ProxyUnreachable,
+                format!("proxy {} did not answer CONNECT: {e}", proxy.redacted()),
+            )
+        })?;
+        let status = resp.status().as_u16();
+        rec.note("status", status);
+        match status {
+            200..=299 => {
+                let upgraded = hyper::upgrade::on(resp).await.map_err(|e| {
+                    (Reason::ProxyDenied, format!("proxy tunnel broke after {status}: {e}"))
+                })?;
+                Ok(Box::new(TokioIo::new(upgraded)) as BoxIo)
+            }
+            407 => Err((
+                Reason::ProxyAuthRequired,
+                match proxy.username {
+                    Some(_) => format!("proxy {} refused the credentials (407)", proxy.redacted()),
+                    None => format!(
+                        "proxy {} wants credentials (407): put them in the proxy URL (http://user:password@host:port)",
+                        proxy.redacted()
+                    ),
+                },
+            )),
+            _ => {
+                let server = resp
+                    .headers()
+                    .get(http::header::SERVER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| format!(", Server: {s}"))
+                    .unwrap_or_default();
+                Err((
+                    Reason::ProxyDenied,
+                    format!(
+                        "proxy {} refused CONNECT to {authority} with HTTP {status}{server}: ask for {authority} to be allowed",
+                        proxy.redacted()
+                    ),
+                ))
+            }
+        }
+    };
+    match tokio::time::timeout_at(deadline, run).await {
+        Ok(Ok(io)) => {
+            rec.end(PhaseStatus::Ok, Vec::new());
+            Ok(io)
+        }
+        Ok(Err(f)) => {
+            rec.end(PhaseStatus::Fail, Vec::new());
+            Err(f)
+        }
+        Err(_) => {
+            rec.end(PhaseStatus::Fail, Vec::new());
+            Err((
+                Reason::ProxyUnreachable,
+                format!("proxy {} did not answer CONNECT in time", proxy.redacted()),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls_parse_and_never_show_the_password() {
+        let p = ProxyConfig::parse("http://alice:s%40cret@proxy.corp:8080/").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("proxy.corp", 8080));
+        assert_eq!(p.username.as_deref(), Some("alice"));
+        assert_eq!(p.password.as_ref().unwrap().expose(), "s@cret");
+        assert_eq!(p.redacted(), "http://alice:<redacted>@proxy.corp:8080");
+        assert!(!format!("{p:?}").contains("cret"));
+        assert_eq!(ProxyConfig::parse("proxy:3128").unwrap().port, 3128);
+        assert!(ProxyConfig::parse("socks5://x:1").is_err());
+        assert!(ProxyConfig::parse("http://x:notaport").is_err());
+    }
+
+    #[test]
+    fn no_proxy_lists_match_names_and_suffixes() {
+        assert!(no_proxy_matches(
+            "localhost,.corp.example",
+            "hub.corp.example"
+        ));
+        assert!(no_proxy_matches(
+            "*.azure-devices.net",
+            "h.azure-devices.net"
+        ));
+        assert!(no_proxy_matches("*", "anything"));
+        assert!(!no_proxy_matches("corp.example", "evilcorp.example"));
+    }
+}

@@ -1,0 +1,242 @@
+//! The JSON contract of PRODUCT.md. These types are the schema; `report.schema.json` in this
+//! crate describes them and a test validates real output against it.
+
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Renderer, RunReport};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct JsonReport {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub vantage: String,
+    pub context: Context,
+    pub checks: Vec<Check>,
+    pub upstream_protocols: BTreeMap<String, UpstreamVerdict>,
+    pub recommendation: Recommendation,
+    pub summary: Summary,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Context {
+    pub iothub_hostname: Option<String>,
+    pub device_id: Option<String>,
+    pub dps: Option<String>,
+    pub parent_hostname: Option<String>,
+    pub proxy: Option<String>,
+    pub configured_upstream_protocol: Option<String>,
+    pub network: Option<String>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Check {
+    pub id: String,
+    pub title: String,
+    pub endpoint: String,
+    pub protocol: String,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub vantage: String,
+    pub via_proxy: bool,
+    pub required: bool,
+    pub status: String,
+    pub reason: String,
+    /// More reason codes that also apply (e.g. `not_proxiable`).
+    #[serde(default)]
+    pub also: Vec<String>,
+    pub message: String,
+    pub fix: Option<String>,
+    /// `ok`, `rejected` or `untested`; absent for checks without credentials.
+    pub auth: Option<String>,
+    pub duration_ms: f64,
+    pub phases: Vec<Phase>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    pub status: String,
+    /// Offset from the start of the check.
+    pub started_ms: f64,
+    pub duration_ms: f64,
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct UpstreamVerdict {
+    pub works: bool,
+    pub auth: String,
+    pub via_proxy: bool,
+    pub evidence: Vec<String>,
+    pub reason: String,
+    pub why: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    pub upstream_protocol: Option<String>,
+    pub change_needed: bool,
+    pub why: String,
+    pub setting: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub pass: usize,
+    pub warn: usize,
+    pub fail: usize,
+    pub skip: usize,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// RFC 3339 in UTC, seconds precision.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+impl JsonReport {
+    pub fn from_run(report: &RunReport) -> Self {
+        let checks = report
+            .results
+            .iter()
+            .map(|r| Check {
+                id: r.def.id.clone(),
+                title: r.def.title.clone(),
+                endpoint: r.def.endpoint.as_str().into(),
+                protocol: r.def.protocol.as_str().into(),
+                host: r
+                    .target
+                    .as_ref()
+                    .map(|t| t.host.clone())
+                    .filter(|h| !h.is_empty()),
+                port: r.target.as_ref().and_then(|t| t.port).or(r.def.port),
+                vantage: r.vantage.to_string(),
+                via_proxy: r.outcome.via_proxy,
+                required: r.def.required,
+                status: r.outcome.status.as_str().into(),
+                reason: r.outcome.reason.as_str().into(),
+                also: r
+                    .outcome
+                    .also
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect(),
+                message: r.outcome.message.clone(),
+                fix: r.outcome.fix.clone(),
+                auth: r.outcome.auth.map(|a| a.as_str().to_owned()),
+                duration_ms: ms(r.duration),
+                phases: r
+                    .outcome
+                    .phases
+                    .iter()
+                    .map(|p| Phase {
+                        name: p.name.as_str().into(),
+                        status: p.status.as_str().into(),
+                        started_ms: ms(p.started),
+                        duration_ms: ms(p.duration),
+                        detail: p.detail.iter().cloned().collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let upstream_protocols = report
+            .verdict
+            .protocols
+            .iter()
+            .map(|v| {
+                (
+                    v.protocol.as_str().to_owned(),
+                    UpstreamVerdict {
+                        works: v.works,
+                        auth: v.auth.as_str().into(),
+                        via_proxy: v.via_proxy,
+                        evidence: v.evidence.clone(),
+                        reason: v.reason.as_str().into(),
+                        why: v.why.clone(),
+                    },
+                )
+            })
+            .collect();
+        let rec = &report.verdict.recommendation;
+        let s = report.summary();
+        let c = &report.context;
+        JsonReport {
+            schema_version: SCHEMA_VERSION,
+            tool: Tool {
+                name: "edgeprobe".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            started_at: rfc3339(report.started_at),
+            duration_ms: report.duration.as_millis() as u64,
+            vantage: report.vantage.clone(),
+            context: Context {
+                iothub_hostname: c.iothub_hostname.clone(),
+                device_id: c.device_id.clone(),
+                dps: c.dps.clone(),
+                parent_hostname: c.parent_hostname.clone(),
+                proxy: c.proxy.clone(),
+                configured_upstream_protocol: c.configured_upstream_protocol.clone(),
+                network: c.network.clone(),
+                notes: c.notes.clone(),
+            },
+            checks,
+            upstream_protocols,
+            recommendation: Recommendation {
+                upstream_protocol: rec.upstream_protocol.map(|p| p.as_str().to_owned()),
+                change_needed: rec.change_needed,
+                why: rec.why.clone(),
+                setting: rec.setting.clone(),
+            },
+            summary: Summary {
+                pass: s.pass,
+                warn: s.warn,
+                fail: s.fail,
+                skip: s.skip,
+            },
+        }
+    }
+}
+
+/// Pretty-printed JSON.
+#[derive(Debug, Default)]
+pub struct JsonRenderer;
+
+impl Renderer for JsonRenderer {
+    fn render(&self, report: &RunReport) -> String {
+        let mut s = serde_json::to_string_pretty(&JsonReport::from_run(report))
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the report: {e}\"}}"));
+        s.push('\n');
+        s
+    }
+}
+
+/// The JSON Schema of the report, shipped with the crate.
+pub const SCHEMA: &str = include_str!("../report.schema.json");

@@ -1,0 +1,76 @@
+//! Renderers for a finished run. The public JSON has its own `Serialize` types
+//! ([`json`]), so the schema (`report.schema.json`) is explicit and internal types can
+//! change freely. Colour and terminal decisions live only in the text renderer.
+
+/// The JSON report, schema_version 1.
+pub mod json;
+/// The text report for people.
+pub mod text;
+
+use std::time::{Duration, SystemTime};
+
+use edgeprobe_core::runner::CheckResult;
+use edgeprobe_core::Status;
+use edgeprobe_iotedge::verdict::Verdict;
+
+/// What the run was about, as shown in the report header and the JSON `context`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunContext {
+    pub iothub_hostname: Option<String>,
+    pub device_id: Option<String>,
+    pub dps: Option<String>,
+    pub parent_hostname: Option<String>,
+    /// Redacted proxy URL.
+    pub proxy: Option<String>,
+    pub configured_upstream_protocol: Option<String>,
+    pub network: Option<String>,
+    /// Notes about the run itself (e.g. why a vantage was not used).
+    pub notes: Vec<String>,
+}
+
+/// A finished run.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    pub vantage: String,
+    pub context: RunContext,
+    pub results: Vec<CheckResult>,
+    pub verdict: Verdict,
+}
+
+/// Counts per status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub pass: usize,
+    pub warn: usize,
+    pub fail: usize,
+    pub skip: usize,
+}
+
+impl RunReport {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for r in &self.results {
+            match r.outcome.status {
+                Status::Pass => s.pass += 1,
+                Status::Warn => s.warn += 1,
+                Status::Fail => s.fail += 1,
+                Status::Skip => s.skip += 1,
+            }
+        }
+        s
+    }
+}
+
+/// The output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Renders a report in a format.
+pub trait Renderer {
+    fn render(&self, report: &RunReport) -> String;
+}

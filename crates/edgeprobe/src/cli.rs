@@ -1,0 +1,139 @@
+//! Every command and flag. Flags override the device's IoT Edge configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edgeprobe",
+    version,
+    about = "Connectivity diagnostics for Azure IoT Edge: runs the real MQTT, AMQP, WebSocket and HTTPS handshakes and says which UpstreamProtocol will work",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the checks that apply and print the report.
+    Check(Box<CheckArgs>),
+    /// List the check catalog.
+    List(ListArgs),
+    /// Run `check` against a built-in simulated IoT Hub on loopback, with a path blocked.
+    Demo(DemoArgs),
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CheckArgs {
+    /// IoT Hub host name, e.g. myhub.azure-devices.net.
+    #[arg(long, value_name = "HOST")]
+    pub iothub_hostname: Option<String>,
+    /// Device id for usernames and tokens.
+    #[arg(long, value_name = "ID")]
+    pub device_id: Option<String>,
+    /// The device's symmetric key (base64). Prefer the EDGEPROBE_SAS_KEY environment variable.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "EDGEPROBE_SAS_KEY",
+        hide_env_values = true
+    )]
+    pub sas_key: Option<String>,
+    /// A device connection string (HostName=...;DeviceId=...;SharedAccessKey=...).
+    #[arg(
+        long,
+        value_name = "CS",
+        env = "EDGEPROBE_CONNECTION_STRING",
+        hide_env_values = true
+    )]
+    pub connection_string: Option<String>,
+    /// X.509 client certificate (PEM) for device authentication.
+    #[arg(long, value_name = "PEM", requires = "x509_key")]
+    pub x509_cert: Option<PathBuf>,
+    /// Private key (PEM) of the X.509 client certificate.
+    #[arg(long, value_name = "PEM", requires = "x509_cert")]
+    pub x509_key: Option<PathBuf>,
+    /// Extra trusted roots (PEM), e.g. the IoT Edge trust_bundle_cert or a proxy's CA.
+    #[arg(long, value_name = "PEM")]
+    pub trust_bundle: Option<PathBuf>,
+    /// HTTP proxy URL for the WebSocket protocols and HTTPS (else HTTPS_PROXY / https_proxy).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Deadline for the whole run, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "15", value_parser = parse_timeout)]
+    pub timeout: f64,
+    /// Use ADDR for HOST instead of DNS (like curl's --resolve). Repeatable.
+    #[arg(long, value_name = "HOST:ADDR")]
+    pub resolve: Vec<String>,
+    /// Connect to ADDR:PORT2 whenever HOST:PORT is probed (like curl's --connect-to). Repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR:PORT2")]
+    pub connect_to: Vec<String>,
+    /// Run only these checks (ids, or prefixes ending in '*'; comma-separated or repeated).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Skip these checks (ids, or prefixes ending in '*').
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Add the *.toml check definitions of this directory to the catalog.
+    #[arg(long, value_name = "DIR")]
+    pub checks_dir: Option<PathBuf>,
+    /// Prove every path without presenting credentials (the service's refusal is the proof).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Show every phase with its duration and details.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Exit 1 on warnings too.
+    #[arg(long)]
+    pub warnings_as_errors: bool,
+    /// Most probes in flight at once.
+    #[arg(long, value_name = "N", default_value = "32", hide = true)]
+    pub concurrency: usize,
+    /// The UpstreamProtocol the device is configured with (normally read from its configuration).
+    #[arg(long, value_name = "PROTOCOL", value_parser = ["Amqp", "Mqtt", "AmqpWs", "MqttWs"])]
+    pub upstream_protocol: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ListArgs {
+    /// Add the *.toml check definitions of this directory to the catalog.
+    #[arg(long, value_name = "DIR")]
+    pub checks_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Show every phase with its duration and details.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Deadline for the run, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_timeout)]
+    pub timeout: f64,
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&v) {
+        return Err(format!("{v} is out of range (0.1 to 3600 seconds)"));
+    }
+    Ok(v)
+}

@@ -1,0 +1,83 @@
+//! The `edgeprobe` command: parses flags, builds the run from them, runs it and renders
+//! the report. It owns exit codes (PRODUCT.md): 0 the device can run, 1 it cannot,
+//! 2 usage or configuration error, 3 internal error.
+
+/// Clap definitions of every command and flag.
+mod cli;
+/// `edgeprobe demo`: the simulated hub and a check against it.
+mod demo;
+/// `edgeprobe check` and `edgeprobe list`.
+mod run;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// What went wrong with the tool itself (a failing target is a report, not an error).
+#[derive(Debug)]
+pub enum AppError {
+    /// Bad flags, files or configuration: exit 2, one line naming the culprit.
+    Usage(String),
+    /// A bug or an environment we cannot work in: exit 3.
+    Internal(String),
+}
+
+impl AppError {
+    fn code(&self) -> u8 {
+        match self {
+            AppError::Usage(_) => 2,
+            AppError::Internal(_) => 3,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line naming the culprit, as for every other usage error.
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            let _ = writeln!(
+                std::io::stderr(),
+                "edgeprobe: error: {first} (see edgeprobe --help)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "edgeprobe: error: cannot start the async runtime: {e}"
+            );
+            return ExitCode::from(3);
+        }
+    };
+    let result = runtime.block_on(run::dispatch(cli));
+    // Do not wait for lingering connection tasks: every result is already in hand.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let (AppError::Usage(msg) | AppError::Internal(msg)) = &e;
+            let _ = writeln!(std::io::stderr(), "edgeprobe: error: {msg}");
+            ExitCode::from(e.code())
+        }
+    }
+}

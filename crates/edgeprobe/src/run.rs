@@ -1,0 +1,349 @@
+//! From flags to a report: validate every input up front (bad input is exit 2 with one
+//! line naming the culprit), plan the catalog against what is known, run it under one
+//! deadline, judge the upstream protocols, render.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use edgeprobe_core::catalog::{matches_pattern, Catalog, CheckDef, Vars};
+use edgeprobe_core::runner::{self, CheckResult, Plan, Planned, RunOptions};
+use edgeprobe_core::{Endpoint, Outcome, Protocol, Reason, Status, Vantage};
+use edgeprobe_iotedge::identity::{ConnectionString, Credentials, DeviceIdentity};
+use edgeprobe_iotedge::secret::Secret;
+use edgeprobe_iotedge::verdict::{self, UpstreamProtocol};
+use edgeprobe_probes::dns::{Dns, Overrides};
+use edgeprobe_probes::proxy::ProxyConfig;
+use edgeprobe_probes::tls::{self, TlsSettings};
+use edgeprobe_probes::{ProbeSettings, Prober};
+use edgeprobe_report::json::JsonRenderer;
+use edgeprobe_report::text::TextRenderer;
+use edgeprobe_report::{Renderer, RunContext, RunReport};
+use tokio::time::Instant;
+
+use crate::cli::{CheckArgs, Cli, Command, ListArgs, Output};
+use crate::{demo, AppError};
+
+/// Id of the derived check that judges the configured UpstreamProtocol.
+pub const CONFIG_UPSTREAM_ID: &str = "config-upstream-protocol";
+
+pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
+    match cli.command {
+        Command::Check(args) => {
+            let report = check(&args, RunContext::default()).await?;
+            emit(&report, args.output, args.verbose)?;
+            Ok(exit_code(&report, args.warnings_as_errors))
+        }
+        Command::List(args) => list(&args),
+        Command::Demo(args) => demo::run(&args).await,
+    }
+}
+
+/// Writes the report to stdout.
+pub fn emit(report: &RunReport, output: Output, verbose: bool) -> Result<(), AppError> {
+    let text = match output {
+        Output::Json => JsonRenderer.render(report),
+        Output::Text => {
+            let stdout = std::io::stdout();
+            let color =
+                stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            TextRenderer { color, verbose }.render(report)
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`| head`) is the reader's choice, not our failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(AppError::Internal(format!("cannot write the report: {e}"))),
+    }
+}
+
+/// 0 the device can run; 1 a required check failed (or warned, with --warnings-as-errors).
+pub fn exit_code(report: &RunReport, warnings_as_errors: bool) -> u8 {
+    let failed = report.results.iter().any(|r| {
+        (r.def.required && r.outcome.status == Status::Fail)
+            || (warnings_as_errors && matches!(r.outcome.status, Status::Warn | Status::Fail))
+    });
+    u8::from(failed)
+}
+
+fn load_catalog(dir: Option<&std::path::Path>) -> Result<Catalog, AppError> {
+    let mut catalog =
+        Catalog::builtin().map_err(|e| AppError::Internal(format!("built-in catalog: {e}")))?;
+    if let Some(dir) = dir {
+        catalog
+            .add_dir(dir)
+            .map_err(|e| AppError::Usage(format!("--checks-dir: {e}")))?;
+    }
+    Ok(catalog)
+}
+
+fn list(args: &ListArgs) -> Result<u8, AppError> {
+    let catalog = load_catalog(args.checks_dir.as_deref())?;
+    let mut out = String::new();
+    let width = catalog
+        .checks()
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(10)
+        .max(CONFIG_UPSTREAM_ID.len());
+    for c in catalog.checks() {
+        let needs = c.needs();
+        let when = if needs.is_empty() {
+            "always".to_owned()
+        } else {
+            format!("when {} is known", needs.join(", "))
+        };
+        let port = c.port.map(|p| format!(":{p}")).unwrap_or_default();
+        out.push_str(&format!(
+            "{:<width$}  {:<7} {:<8} {}{port}  {}{}  [{when}; {}]\n",
+            c.id,
+            c.endpoint.as_str(),
+            c.protocol.as_str(),
+            c.host,
+            c.title,
+            if c.required { " (required)" } else { "" },
+            c.source
+        ));
+    }
+    out.push_str(&format!(
+        "{:<width$}  {:<7} {:<8} -  Configured UpstreamProtocol works (required)  [derived from the iothub-* protocol checks]\n",
+        CONFIG_UPSTREAM_ID, "iothub", "config"
+    ));
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(0)
+}
+
+/// Everything `check` needs, validated.
+struct Inputs {
+    vars: Vars,
+    identity: Option<DeviceIdentity>,
+    tls: TlsSettings,
+    overrides: Overrides,
+    proxy: Option<ProxyConfig>,
+    no_proxy: String,
+    configured: Option<UpstreamProtocol>,
+}
+
+fn usage(msg: impl Into<String>) -> AppError {
+    AppError::Usage(msg.into())
+}
+
+fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
+    let mut vars = Vars::new();
+    let mut hub = args.iothub_hostname.clone();
+    let mut device = args.device_id.clone();
+    let mut credentials = None;
+
+    if let Some(cs) = &args.connection_string {
+        let cs: ConnectionString = cs
+            .parse()
+            .map_err(|e| usage(format!("--connection-string: {e}")))?;
+        hub.get_or_insert(cs.host_name.clone());
+        device.get_or_insert(cs.device_id.clone());
+        if let Some(key) = cs.key {
+            credentials = Some(Credentials::SasKey(key));
+        }
+    }
+    if let Some(key) = &args.sas_key {
+        let key = Secret::new(key.trim());
+        edgeprobe_iotedge::sas::validate_key(&key).map_err(|e| usage(format!("--sas-key: {e}")))?;
+        credentials = Some(Credentials::SasKey(key));
+    }
+
+    let bundle = match &args.trust_bundle {
+        Some(path) => {
+            tls::load_pem_certs(path).map_err(|e| usage(format!("--trust-bundle: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    let bundle_name = args
+        .trust_bundle
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut tls = TlsSettings::new(&bundle, &bundle_name, true)
+        .map_err(|e| usage(format!("--trust-bundle: {e}")))?;
+    if let (Some(cert), Some(key)) = (&args.x509_cert, &args.x509_key) {
+        let chain = tls::load_pem_certs(cert).map_err(|e| usage(format!("--x509-cert: {e}")))?;
+        let pk = tls::load_private_key(key).map_err(|e| usage(format!("--x509-key: {e}")))?;
+        tls = tls
+            .with_client_cert(chain, pk)
+            .map_err(|e| usage(format!("--x509-cert/--x509-key: {e}")))?;
+        credentials = Some(Credentials::X509 {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+
+    let mut overrides = Overrides::default();
+    for r in &args.resolve {
+        overrides.add_resolve(r).map_err(usage)?;
+    }
+    for c in &args.connect_to {
+        overrides.add_connect_to(c).map_err(usage)?;
+    }
+
+    if let Some(h) = &hub {
+        if h.trim().is_empty() || h.contains('/') || h.contains(' ') {
+            return Err(usage(format!("--iothub-hostname {h:?} is not a host name")));
+        }
+        vars.insert("iothub_hostname".into(), h.clone());
+    }
+    if let Some(d) = &device {
+        vars.insert("device_id".into(), d.clone());
+    }
+    if credentials.is_some() && device.is_none() {
+        return Err(usage(
+            "--sas-key needs --device-id (or use --connection-string)",
+        ));
+    }
+    let identity = match (&hub, &device) {
+        (Some(h), Some(d)) => Some(DeviceIdentity {
+            hub: h.clone(),
+            device_id: d.clone(),
+            credentials: credentials.unwrap_or(Credentials::None),
+        }),
+        _ => None,
+    };
+
+    let proxy_url = args
+        .proxy
+        .clone()
+        .or_else(|| std::env::var("HTTPS_PROXY").ok())
+        .or_else(|| std::env::var("https_proxy").ok())
+        .filter(|p| !p.trim().is_empty());
+    let proxy = match proxy_url {
+        Some(url) => Some(ProxyConfig::parse(&url).map_err(|e| usage(format!("--proxy: {e}")))?),
+        None => None,
+    };
+    let no_proxy = std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .unwrap_or_default();
+    let configured = args
+        .upstream_protocol
+        .as_deref()
+        .and_then(UpstreamProtocol::parse);
+    Ok(Inputs {
+        vars,
+        identity,
+        tls,
+        overrides,
+        proxy,
+        no_proxy,
+        configured,
+    })
+}
+
+fn hint(var: &str) -> &'static str {
+    match var {
+        "iothub_hostname" => "no IoT Hub host name (--iothub-hostname, --connection-string or the device configuration)",
+        "device_id" => "no device id (--device-id)",
+        "dps_endpoint" | "id_scope" | "registration_id" => "the device is not provisioned by DPS",
+        "parent_hostname" => "the device is not nested (no parent_hostname)",
+        "gateway_hostname" => "no gateway to check (--gateway-hostname)",
+        _ => "a value it needs is unknown",
+    }
+}
+
+fn plan(catalog: &Catalog, args: &CheckArgs, vars: &Vars) -> Result<Vec<Planned>, AppError> {
+    let ids = catalog.ids();
+    for p in args.only.iter().chain(&args.skip) {
+        let known =
+            ids.iter().any(|id| matches_pattern(p, id)) || matches_pattern(p, CONFIG_UPSTREAM_ID);
+        if !known {
+            return Err(usage(format!(
+                "--only/--skip: {p:?} matches no check (see `edgeprobe list`)"
+            )));
+        }
+    }
+    let selected = |id: &str| {
+        (args.only.is_empty() || args.only.iter().any(|p| matches_pattern(p, id)))
+            && !args.skip.iter().any(|p| matches_pattern(p, id))
+    };
+    Ok(catalog
+        .checks()
+        .iter()
+        .filter(|c| selected(&c.id))
+        .map(|c| Planned {
+            def: c.clone(),
+            plan: match c.resolve(vars) {
+                Ok(target) => Plan::Run(target),
+                Err(missing) => Plan::Skip(Outcome::skip(
+                    Reason::NotConfigured,
+                    format!("not applicable: {}", hint(&missing)),
+                )),
+            },
+        })
+        .collect())
+}
+
+/// Runs `check` and returns the report.
+pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunReport, AppError> {
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(args.timeout);
+    let catalog = load_catalog(args.checks_dir.as_deref())?;
+    let inputs = gather(args)?;
+    let planned = plan(&catalog, args, &inputs.vars)?;
+
+    context.iothub_hostname = inputs.vars.get("iothub_hostname").cloned();
+    context.device_id = inputs.vars.get("device_id").cloned();
+    context.proxy = inputs.proxy.as_ref().map(|p| p.redacted());
+    context.configured_upstream_protocol = inputs.configured.map(|p| p.as_str().to_owned());
+
+    let prober = Prober::new(ProbeSettings {
+        dns: Dns::system(inputs.overrides),
+        tls: inputs.tls,
+        identity: inputs.identity,
+        proxy: inputs.proxy,
+        no_proxy: inputs.no_proxy,
+        no_auth: args.no_auth,
+    });
+    let opts = RunOptions {
+        deadline,
+        concurrency: args.concurrency,
+        vantage: Vantage::Host,
+    };
+    let mut results = runner::run_all(planned, Arc::new(prober), &opts).await;
+
+    let verdict = verdict::judge(&results, Endpoint::Iothub, inputs.configured);
+    let selected = (args.only.is_empty()
+        || args
+            .only
+            .iter()
+            .any(|p| matches_pattern(p, CONFIG_UPSTREAM_ID)))
+        && !args
+            .skip
+            .iter()
+            .any(|p| matches_pattern(p, CONFIG_UPSTREAM_ID));
+    if selected {
+        results.push(CheckResult {
+            def: CheckDef {
+                id: CONFIG_UPSTREAM_ID.into(),
+                title: "Configured UpstreamProtocol works".into(),
+                endpoint: Endpoint::Iothub,
+                protocol: Protocol::Config,
+                host: String::new(),
+                port: None,
+                required: true,
+                requires: Vec::new(),
+                source: "derived".into(),
+            },
+            target: None,
+            vantage: Vantage::Host,
+            outcome: verdict::configured_protocol_outcome(&verdict),
+            duration: Duration::ZERO,
+        });
+    }
+    Ok(RunReport {
+        started_at,
+        duration: start.elapsed(),
+        vantage: Vantage::Host.to_string(),
+        context,
+        results,
+        verdict,
+    })
+}

@@ -1,0 +1,375 @@
+//! One test per fault mode: the check that meets the fault reports the right status and
+//! reason, the others still pass, and the UpstreamProtocol verdict follows.
+
+use fixtures::{HubFaults, PortFault, WsFault};
+
+use crate::support::{check, drop_arg, run, set_arg, Hub, WRONG_KEY};
+
+async fn report(faults: HubFaults, timeout: f64) -> (edgeprobe_report::json::JsonReport, i32) {
+    let hub = Hub::start(faults).await;
+    let r = run(hub.args(timeout)).await;
+    (r.json(), r.code())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_hub_passes_every_protocol_with_the_device_authenticated() {
+    let (rep, code) = report(HubFaults::default(), 10.0).await;
+    for id in [
+        "iothub-mqtt",
+        "iothub-amqp",
+        "iothub-mqtt-ws",
+        "iothub-amqp-ws",
+        "iothub-https",
+    ] {
+        let c = check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("pass", "ok"),
+            "{id}: {}",
+            c.message
+        );
+    }
+    for id in [
+        "iothub-mqtt",
+        "iothub-amqp",
+        "iothub-mqtt-ws",
+        "iothub-amqp-ws",
+    ] {
+        assert_eq!(check(&rep, id).auth.as_deref(), Some("ok"), "{id}");
+    }
+    assert!(rep
+        .upstream_protocols
+        .values()
+        .all(|v| v.works && v.auth == "ok"));
+    assert_eq!(
+        rep.recommendation.upstream_protocol.as_deref(),
+        Some("Amqp")
+    );
+    assert!(!rep.recommendation.change_needed);
+    assert_eq!(code, 0);
+    // Every phase is timed and the layers come in order.
+    let names: Vec<&str> = check(&rep, "iothub-amqp-ws")
+        .phases
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["dns", "tcp", "tls", "ws", "protocol", "auth"]);
+    let tls = check(&rep, "iothub-mqtt")
+        .phases
+        .iter()
+        .find(|p| p.name == "tls")
+        .unwrap();
+    assert!(tls.detail["version"]
+        .as_str()
+        .unwrap()
+        .starts_with("TLS 1."));
+    assert_eq!(
+        tls.detail["chain"][0]["issuer"].as_str().unwrap(),
+        "CN=edgeprobe test root CA, O=edgeprobe fixtures"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_mqtt_port_is_refused_and_amqp_is_still_recommended() {
+    let faults = HubFaults {
+        mqtt: PortFault::Closed,
+        ..HubFaults::default()
+    };
+    let (rep, code) = report(faults, 10.0).await;
+    let c = check(&rep, "iothub-mqtt");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "tcp_refused")
+    );
+    assert!(c.fix.as_deref().unwrap().contains("8883"));
+    assert!(!rep.upstream_protocols["Mqtt"].works);
+    assert!(rep.upstream_protocols["Amqp"].works);
+    assert_eq!(
+        rep.recommendation.upstream_protocol.as_deref(),
+        Some("Amqp")
+    );
+    // Mqtt is not required: the device can still run on Amqp.
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_that_accepts_and_stalls_is_a_tls_timeout() {
+    let faults = HubFaults {
+        mqtt: PortFault::StallAfterAccept,
+        ..HubFaults::default()
+    };
+    let (rep, _) = report(faults, 2.0).await;
+    let c = check(&rep, "iothub-mqtt");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "tls_timeout")
+    );
+    assert_eq!(c.phases.last().unwrap().name, "tls");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silence_after_tls_is_a_protocol_timeout_for_mqtt_and_amqp() {
+    let faults = HubFaults {
+        mqtt: PortFault::StallAfterTls,
+        amqp: PortFault::StallAfterTls,
+        ..HubFaults::default()
+    };
+    let (rep, _) = report(faults, 2.0).await;
+    for id in ["iothub-mqtt", "iothub-amqp"] {
+        let c = check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("fail", "protocol_timeout"),
+            "{id}: {}",
+            c.message
+        );
+        // TLS worked: a TLS-only checker would have passed this port.
+        assert_eq!(
+            c.phases.iter().find(|p| p.name == "tls").unwrap().status,
+            "ok"
+        );
+    }
+    assert!(!rep.upstream_protocols["Mqtt"].works);
+    assert_eq!(
+        rep.recommendation.upstream_protocol.as_deref(),
+        Some("AmqpWs")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_instead_of_tls_is_not_tls_and_says_what_answered() {
+    let faults = HubFaults {
+        mqtt: PortFault::PlainHttp,
+        ..HubFaults::default()
+    };
+    let (rep, _) = report(faults, 5.0).await;
+    let c = check(&rep, "iothub-mqtt");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "tls_not_tls")
+    );
+    assert!(c.message.contains("HTTP/1.1 400"), "{}", c.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_server_on_8883_is_the_wrong_service_not_a_pass() {
+    let faults = HubFaults {
+        mqtt: PortFault::WrongService,
+        amqp: PortFault::WrongService,
+        ..HubFaults::default()
+    };
+    let (rep, _) = report(faults, 5.0).await;
+    for id in ["iothub-mqtt", "iothub-amqp"] {
+        let c = check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("fail", "wrong_service"),
+            "{id}: {}",
+            c.message
+        );
+    }
+    assert!(!rep.upstream_protocols["Mqtt"].works);
+    assert!(!rep.upstream_protocols["Amqp"].works);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_captive_portal_on_443_is_caught_by_the_https_check() {
+    let faults = HubFaults {
+        https: PortFault::WrongService,
+        ..HubFaults::default()
+    };
+    let (rep, code) = report(faults, 5.0).await;
+    let c = check(&rep, "iothub-https");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "wrong_service")
+    );
+    assert!(c.message.contains("Guest Wi-Fi login"), "{}", c.message);
+    assert!(c.message.contains("HTTP 200"), "{}", c.message);
+    // HTTPS to IoT Hub is required (aziot-edged needs it).
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_interception_names_the_untrusted_issuer() {
+    let faults = HubFaults {
+        https: PortFault::UntrustedCert,
+        ..HubFaults::default()
+    };
+    let (rep, _) = report(faults, 5.0).await;
+    for id in ["iothub-https", "iothub-mqtt-ws", "iothub-amqp-ws"] {
+        let c = check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("fail", "tls_untrusted"),
+            "{id}"
+        );
+        assert!(c.message.contains("XYZ_Access_SSLInspect"), "{}", c.message);
+        assert!(c.fix.as_deref().unwrap().contains("trust_bundle_cert"));
+    }
+    assert!(!rep.upstream_protocols["MqttWs"].works);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_for_another_name_is_a_name_mismatch() {
+    let faults = HubFaults {
+        amqp: PortFault::WrongName,
+        ..HubFaults::default()
+    };
+    let (rep, _) = report(faults, 5.0).await;
+    let c = check(&rep, "iothub-amqp");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "tls_name_mismatch")
+    );
+    assert!(c.message.contains("portal.example.net"), "{}", c.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_certificate_is_tls_expired_and_mentions_the_clock() {
+    let faults = HubFaults {
+        mqtt: PortFault::ExpiredCert,
+        ..HubFaults::default()
+    };
+    let (rep, _) = report(faults, 5.0).await;
+    let c = check(&rep, "iothub-mqtt");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "tls_expired")
+    );
+    assert!(c.fix.as_deref().unwrap().contains("clock"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_trust_bundle_the_hub_is_untrusted() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let mut args = hub.args(5.0);
+    drop_arg(&mut args, "--trust-bundle");
+    let rep = run(args).await.json();
+    let c = check(&rep, "iothub-mqtt");
+    assert_eq!(c.reason, "tls_untrusted");
+    assert!(
+        c.message.contains("edgeprobe test root CA"),
+        "{}",
+        c.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_mean_the_path_works_with_a_warning() {
+    let faults = HubFaults {
+        reject_credentials: true,
+        ..HubFaults::default()
+    };
+    let (rep, code) = report(faults, 10.0).await;
+    for id in [
+        "iothub-mqtt",
+        "iothub-amqp",
+        "iothub-mqtt-ws",
+        "iothub-amqp-ws",
+    ] {
+        let c = check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("warn", "auth_rejected"),
+            "{id}: {}",
+            c.message
+        );
+        assert_eq!(c.auth.as_deref(), Some("rejected"));
+    }
+    for v in rep.upstream_protocols.values() {
+        assert!(v.works && v.auth == "rejected");
+    }
+    assert_eq!(code, 0, "warnings alone still let the device run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_device_key_is_rejected_by_the_hub() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let mut args = hub.args(10.0);
+    set_arg(&mut args, "--sas-key", WRONG_KEY);
+    args.push("--warnings-as-errors".into());
+    let r = run(args).await;
+    let rep = r.json();
+    assert_eq!(check(&rep, "iothub-mqtt").reason, "auth_rejected");
+    assert_eq!(check(&rep, "iothub-amqp").reason, "auth_rejected");
+    assert_eq!(
+        r.code(),
+        1,
+        "--warnings-as-errors turns the warning into exit 1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_auth_proves_every_path_from_the_services_refusal() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let mut args = hub.args(10.0);
+    drop_arg(&mut args, "--sas-key");
+    args.push("--no-auth".into());
+    let rep = run(args).await.json();
+    for id in [
+        "iothub-mqtt",
+        "iothub-amqp",
+        "iothub-mqtt-ws",
+        "iothub-amqp-ws",
+    ] {
+        let c = check(&rep, id);
+        assert_eq!(c.status, "pass", "{id}: {}", c.message);
+        assert_eq!(c.auth.as_deref(), Some("untested"));
+    }
+    assert!(check(&rep, "iothub-mqtt").message.contains("CONNACK 5"));
+    assert!(rep
+        .upstream_protocols
+        .values()
+        .all(|v| v.works && v.auth == "untested"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_upgrade_and_a_wrong_subprotocol_are_named() {
+    let faults = HubFaults {
+        mqtt_ws: WsFault::RefuseUpgrade,
+        amqp_ws: WsFault::WrongSubprotocol,
+        ..HubFaults::default()
+    };
+    let (rep, _) = report(faults, 5.0).await;
+    let m = check(&rep, "iothub-mqtt-ws");
+    assert_eq!(
+        (m.status.as_str(), m.reason.as_str()),
+        ("fail", "ws_rejected")
+    );
+    assert!(m.message.contains("403"), "{}", m.message);
+    let a = check(&rep, "iothub-amqp-ws");
+    assert_eq!(
+        (a.status.as_str(), a.reason.as_str()),
+        ("fail", "ws_subprotocol")
+    );
+    assert!(a.message.contains("AMQPWSB10"), "{}", a.message);
+    assert!(!rep.upstream_protocols["MqttWs"].works && !rep.upstream_protocols["AmqpWs"].works);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configured_protocol_is_judged_and_the_fix_is_named() {
+    let faults = HubFaults {
+        amqp: PortFault::Closed,
+        mqtt: PortFault::Closed,
+        ..HubFaults::default()
+    };
+    let hub = Hub::start(faults).await;
+    let mut args = hub.args(5.0);
+    args.extend(["--upstream-protocol".into(), "Amqp".into()]);
+    let r = run(args).await;
+    let rep = r.json();
+    let c = check(&rep, "config-upstream-protocol");
+    assert_eq!(c.status, "fail");
+    assert!(c
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("UpstreamProtocol=AmqpWs"));
+    assert_eq!(
+        rep.recommendation.upstream_protocol.as_deref(),
+        Some("AmqpWs")
+    );
+    assert!(rep.recommendation.change_needed);
+    assert_eq!(r.code(), 1);
+}

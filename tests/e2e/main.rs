@@ -1,0 +1,15 @@
+//! End-to-end tests: the real `edgeprobe` binary against real listeners — the simulated hub
+//! of the `fixtures` crate on loopback, and network namespaces for firewall scenarios.
+
+/// Bad flags and files: exit 2 with one line naming the culprit.
+mod bad_input;
+/// The deadline holds whatever the network does.
+mod deadline;
+/// Every fault mode of the simulated hub, and the verdict it leads to.
+mod faults;
+/// JSON schema, golden text, and `list`/`demo`.
+mod output;
+/// No secret reaches any output.
+mod secrets;
+/// Shared plumbing.
+mod support;

@@ -1,0 +1,161 @@
+//! The report formats against their contracts: JSON validated by its schema, the text
+//! report's shape, `list`, and `demo` as the README promises it.
+
+use fixtures::{HubFaults, PortFault};
+
+use crate::support::{run, Hub};
+
+fn validator() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(edgeprobe_report::json::SCHEMA).expect("schema is JSON");
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
+
+fn assert_valid(stdout: &str) {
+    let instance: serde_json::Value = serde_json::from_str(stdout).expect("report is JSON");
+    let v = validator();
+    let errors: Vec<String> = v
+        .iter_errors(&instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "schema violations: {errors:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_reports_validate_against_the_schema_in_success_and_failure() {
+    let faults = HubFaults {
+        mqtt: PortFault::Closed,
+        https: PortFault::UntrustedCert,
+        ..HubFaults::default()
+    };
+    let hub = Hub::start(faults).await;
+    let r = run(hub.args(5.0)).await;
+    assert_valid(&r.stdout());
+    let rep = r.json();
+    assert_eq!(rep.schema_version, 1);
+    assert_eq!(
+        rep.summary.pass + rep.summary.warn + rep.summary.fail + rep.summary.skip,
+        rep.checks.len()
+    );
+    // Every phase carries a duration, and phases do not start before the check.
+    for c in &rep.checks {
+        for p in &c.phases {
+            assert!(
+                p.duration_ms >= 0.0 && p.started_ms >= 0.0,
+                "{}: {p:?}",
+                c.id
+            );
+        }
+    }
+    let demo = run(["demo", "--output", "json"]).await;
+    assert_eq!(demo.code(), 0, "{}", demo.stderr());
+    assert_valid(&demo.stdout());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_text_report_has_a_line_per_check_the_fix_and_the_verdict_table() {
+    let faults = HubFaults {
+        mqtt: PortFault::Closed,
+        ..HubFaults::default()
+    };
+    let hub = Hub::start(faults).await;
+    let mut args = hub.args(5.0);
+    let i = args.iter().position(|a| a == "json").unwrap();
+    args[i] = "text".into();
+    args.push("--verbose".into());
+    let r = run(args).await;
+    let out = r.stdout();
+    assert!(out.contains("FAIL iothub-mqtt "), "{out}");
+    assert!(out.contains("PASS iothub-amqp "), "{out}");
+    assert!(out.contains("fix: allow outbound TCP 8883"), "{out}");
+    assert!(out.contains("UpstreamProtocol  port  works  why"), "{out}");
+    assert!(
+        out.contains("Mqtt              8883  no     tcp_refused"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Recommendation: keep UpstreamProtocol Amqp")
+            || out.contains("Recommendation: switch"),
+        "{out}"
+    );
+    // --verbose adds phases with durations.
+    assert!(out.contains("tls        ok"), "{out}");
+    assert!(
+        !out.contains("\x1b["),
+        "no colour when NO_COLOR is set and stdout is a pipe"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_prints_the_catalog_including_user_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("historian.toml"),
+        "[[check]]\nid = \"historian-https\"\ntitle = \"Plant historian\"\nendpoint = \"device\"\nprotocol = \"https\"\nhost = \"historian.plant.example\"\nport = 8443\n",
+    )
+    .unwrap();
+    let r = run([
+        "list".to_string(),
+        "--checks-dir".into(),
+        dir.path().display().to_string(),
+    ])
+    .await;
+    assert_eq!(r.code(), 0);
+    let out = r.stdout();
+    for id in [
+        "iothub-mqtt",
+        "iothub-amqp-ws",
+        "iothub-https",
+        "config-upstream-protocol",
+        "historian-https",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(id)),
+            "{id} missing from:\n{out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_check_from_checks_dir_runs_against_a_real_listener() {
+    // The user's own endpoint: the simulated hub's HTTPS port, probed as a generic service.
+    let hub = Hub::start(HubFaults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mine.toml"),
+        "[[check]]\nid = \"my-service\"\ntitle = \"My service\"\nendpoint = \"device\"\nprotocol = \"https\"\nhost = \"testhub.azure-devices.net\"\nport = 443\nrequired = true\n",
+    )
+    .unwrap();
+    let mut args = hub.args(5.0);
+    args.extend([
+        "--checks-dir".into(),
+        dir.path().display().to_string(),
+        "--only".into(),
+        "my-service".into(),
+    ]);
+    let r = run(args).await;
+    let rep = r.json();
+    assert_eq!(rep.checks.len(), 1, "--only keeps just the user's check");
+    let c = &rep.checks[0];
+    assert_eq!(
+        (c.id.as_str(), c.status.as_str()),
+        ("my-service", "pass"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("HTTP 401"), "{}", c.message);
+    assert_eq!(r.code(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_as_the_readme_says() {
+    let r = run(["demo"]).await;
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let out = r.stdout();
+    assert!(out.contains("FAIL iothub-mqtt"), "{out}");
+    assert!(out.contains("PASS iothub-amqp-ws"), "{out}");
+    assert!(
+        out.contains("Recommendation: switch to UpstreamProtocol Amqp"),
+        "{out}"
+    );
+}

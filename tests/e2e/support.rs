@@ -1,0 +1,209 @@
+//! Shared test plumbing: run the real binary, parse its JSON back into the public types,
+//! start simulated hubs, and make network namespaces that are removed even when a test fails.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use edgeprobe_iotedge::secret::Secret;
+use edgeprobe_report::json::{Check, JsonReport};
+use fixtures::{HubFaults, HubOptions, SimulatedHub};
+
+pub const HUB: &str = "testhub.azure-devices.net";
+pub const DEVICE: &str = "dev-1";
+/// The device key the simulated hub knows (base64 of a made-up 32-byte value).
+pub const KEY: &str = "c2VjcmV0LWtleS1mb3ItZWRnZXByb2JlLXRlc3RzLTE=";
+/// A key the hub does not know.
+pub const WRONG_KEY: &str = "d3Jvbmcta2V5LWZvci1lZGdlcHJvYmUtdGVzdHMtMDA=";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_edgeprobe")
+}
+
+/// A finished run of the binary.
+pub struct Run {
+    pub output: Output,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn json(&self) -> JsonReport {
+        serde_json::from_slice(&self.output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not a JSON report ({e}):\n{}\nstderr: {}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
+    }
+}
+
+/// Runs the binary with `args` (no shell), off the async runtime's threads.
+pub async fn run<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let args: Vec<String> = args.into_iter().map(Into::into).collect();
+    run_prefixed(&[], args).await
+}
+
+/// Runs `prefix... edgeprobe args...` (e.g. `ip netns exec NS`).
+pub async fn run_prefixed(prefix: &[&str], args: Vec<String>) -> Run {
+    let (program, rest): (String, Vec<String>) = match prefix.split_first() {
+        Some((p, r)) => (
+            p.to_string(),
+            r.iter()
+                .map(|s| s.to_string())
+                .chain([bin().to_owned()])
+                .chain(args)
+                .collect(),
+        ),
+        None => (bin().to_owned(), args),
+    };
+    let started = Instant::now();
+    let output = tokio::process::Command::new(program)
+        .args(rest)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("EDGEPROBE_SAS_KEY")
+        .env_remove("EDGEPROBE_CONNECTION_STRING")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("the edgeprobe binary runs");
+    Run {
+        output,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// A simulated hub plus its trust bundle on disk.
+pub struct Hub {
+    pub hub: SimulatedHub,
+    _dir: tempfile::TempDir,
+    pub bundle: PathBuf,
+}
+
+impl Hub {
+    pub async fn start(faults: HubFaults) -> Hub {
+        let mut options = HubOptions::new(HUB);
+        options.devices = vec![(DEVICE.into(), Secret::new(KEY))];
+        options.faults = faults;
+        let hub = SimulatedHub::start(options).await.expect("hub starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bundle = dir.path().join("ca.pem");
+        std::fs::write(&bundle, &hub.ca_pem).expect("write bundle");
+        Hub {
+            hub,
+            _dir: dir,
+            bundle,
+        }
+    }
+
+    /// Arguments for a JSON check against this hub, with the device key.
+    pub fn args(&self, timeout_secs: f64) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "check".into(),
+            "--iothub-hostname".into(),
+            HUB.into(),
+            "--device-id".into(),
+            DEVICE.into(),
+            "--sas-key".into(),
+            KEY.into(),
+            "--trust-bundle".into(),
+            self.bundle.display().to_string(),
+            "--timeout".into(),
+            timeout_secs.to_string(),
+            "--output".into(),
+            "json".into(),
+        ];
+        a.extend(self.hub.connect_to_args());
+        a
+    }
+}
+
+pub fn check<'a>(report: &'a JsonReport, id: &str) -> &'a Check {
+    report
+        .checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no check {id} in the report"))
+}
+
+/// Replaces `flag`'s value in an argument list.
+pub fn set_arg(args: &mut [String], flag: &str, value: &str) {
+    let i = args
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} not in args"));
+    args[i + 1] = value.to_owned();
+}
+
+/// Removes `flag` and its value.
+pub fn drop_arg(args: &mut Vec<String>, flag: &str) {
+    if let Some(i) = args.iter().position(|a| a == flag) {
+        args.drain(i..i + 2);
+    }
+}
+
+/// A network namespace, deleted on drop (also when the test panics).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("ep-{tag}-{}", std::process::id());
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .status();
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace and insists that it succeeds.
+    pub fn exec(&self, cmd: &[&str]) {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(cmd);
+        sh(&full);
+    }
+
+    pub fn prefix(&self) -> Vec<&str> {
+        vec!["ip", "netns", "exec", &self.name]
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Runs a command and panics with its output when it fails.
+pub fn sh(cmd: &[&str]) {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (the lab tests need root and iproute2/iptables: run `make test-deps` as root)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs from Debian's packages. Idempotent: skips what is there.
+set -euo pipefail
+need=()
+for cmd_pkg in "ip:iproute2" "iptables:iptables"; do
+  cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
