@@ -2,13 +2,14 @@
 # Installs what the test suite needs from Debian's packages. Idempotent: skips what is there.
 set -euo pipefail
 need=()
-for cmd_pkg in "ip:iproute2" "iptables:iptables"; do
+for cmd_pkg in "ip:iproute2" "iptables:iptables" "squid:squid" "tinyproxy:tinyproxy" "openssl:openssl" "unshare:util-linux"; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Try the package lists we have first; refresh them only if that fails.
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
 fi

@@ -9,7 +9,11 @@ mod deadline;
 mod faults;
 /// JSON schema, golden text, and `list`/`demo`.
 mod output;
+/// Real squid and tinyproxy between edgeprobe and the hub.
+mod proxy;
 /// No secret reaches any output.
 mod secrets;
 /// Shared plumbing.
 mod support;
+/// Third-party servers from Debian's packages, started and killed per test.
+mod thirdparty;

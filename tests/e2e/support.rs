@@ -59,6 +59,15 @@ where
 
 /// Runs `prefix... edgeprobe args...` (e.g. `ip netns exec NS`).
 pub async fn run_prefixed(prefix: &[&str], args: Vec<String>) -> Run {
+    run_full(prefix, args, &[]).await
+}
+
+/// Runs the binary with extra environment variables.
+pub async fn run_env(args: Vec<String>, env: &[(&str, &str)]) -> Run {
+    run_full(&[], args, env).await
+}
+
+async fn run_full(prefix: &[&str], args: Vec<String>, env: &[(&str, &str)]) -> Run {
     let (program, rest): (String, Vec<String>) = match prefix.split_first() {
         Some((p, r)) => (
             p.to_string(),
@@ -79,6 +88,7 @@ pub async fn run_prefixed(prefix: &[&str], args: Vec<String>) -> Run {
         .env_remove("EDGEPROBE_SAS_KEY")
         .env_remove("EDGEPROBE_CONNECTION_STRING")
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("the edgeprobe binary runs");
@@ -97,9 +107,25 @@ pub struct Hub {
 
 impl Hub {
     pub async fn start(faults: HubFaults) -> Hub {
+        Self::start_with(faults, |_| {}).await
+    }
+
+    /// A hub on the real ports (8883, 5671, 443) of its own loopback address, so that
+    /// third-party proxies can reach it by name. Needs root.
+    pub async fn start_real_ports(faults: HubFaults, ip: &str) -> Hub {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        Self::start_with(faults, |o| {
+            o.bind = ip;
+            o.real_ports = true;
+        })
+        .await
+    }
+
+    async fn start_with(faults: HubFaults, tweak: impl FnOnce(&mut HubOptions)) -> Hub {
         let mut options = HubOptions::new(HUB);
         options.devices = vec![(DEVICE.into(), Secret::new(KEY))];
         options.faults = faults;
+        tweak(&mut options);
         let hub = SimulatedHub::start(options).await.expect("hub starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let bundle = dir.path().join("ca.pem");
@@ -113,7 +139,20 @@ impl Hub {
 
     /// Arguments for a JSON check against this hub, with the device key.
     pub fn args(&self, timeout_secs: f64) -> Vec<String> {
-        let mut a: Vec<String> = vec![
+        let mut a = self.base_args(timeout_secs);
+        a.extend(self.hub.connect_to_args());
+        a
+    }
+
+    /// Arguments for a hub on its real ports: the name resolves to its address.
+    pub fn args_real_ports(&self, timeout_secs: f64) -> Vec<String> {
+        let mut a = self.base_args(timeout_secs);
+        a.extend(["--resolve".into(), format!("{HUB}:{}", self.hub.https.ip())]);
+        a
+    }
+
+    fn base_args(&self, timeout_secs: f64) -> Vec<String> {
+        let a: Vec<String> = vec![
             "check".into(),
             "--iothub-hostname".into(),
             HUB.into(),
@@ -128,7 +167,6 @@ impl Hub {
             "--output".into(),
             "json".into(),
         ];
-        a.extend(self.hub.connect_to_args());
         a
     }
 }

@@ -186,12 +186,13 @@ pub async fn connect(
                 })?;
                 Ok(Box::new(TokioIo::new(upgraded)) as BoxIo)
             }
-            407 => Err((
+            // 407 is the standard answer; tinyproxy answers CONNECT with 401 instead.
+            401 | 407 => Err((
                 Reason::ProxyAuthRequired,
                 match proxy.username {
-                    Some(_) => format!("proxy {} refused the credentials (407)", proxy.redacted()),
+                    Some(_) => format!("proxy {} refused the credentials ({status})", proxy.redacted()),
                     None => format!(
-                        "proxy {} wants credentials (407): put them in the proxy URL (http://user:password@host:port)",
+                        "proxy {} wants credentials ({status}): put them in the proxy URL (http://user:password@host:port)",
                         proxy.redacted()
                     ),
                 },

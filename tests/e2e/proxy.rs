@@ -1,0 +1,312 @@
+//! HTTP proxies as corporate networks run them: real squid and tinyproxy. Only the WebSocket
+//! protocols and HTTPS go through the proxy; Mqtt and Amqp are still tried directly and, when
+//! they fail, say `not_proxiable`. Proxy credentials never appear in any output.
+
+use fixtures::HubFaults;
+
+use crate::support::{check, run, run_env, set_arg, sh, Hub, HUB};
+use crate::thirdparty::{self, ProxyOptions, Server};
+
+const PROXIED: [&str; 3] = ["iothub-mqtt-ws", "iothub-amqp-ws", "iothub-https"];
+const PASSWORD: &str = "pr0xy-s3cret-pw";
+
+fn options(hub: &Hub, auth: bool) -> ProxyOptions {
+    ProxyOptions {
+        auth: auth.then(|| ("alice".to_owned(), PASSWORD.to_owned())),
+        hosts: vec![(HUB.to_owned(), hub.hub.https.ip())],
+    }
+}
+
+fn proxy_url(p: &Server, creds: Option<(&str, &str)>) -> String {
+    match creds {
+        Some((u, pw)) => format!("http://{u}:{pw}@{}", p.addr),
+        None => format!("http://{}", p.addr),
+    }
+}
+
+/// Drops root's own direct connections to the hub's address, leaving the proxy (which runs
+/// as another user) free: a network where only the proxy gets out. Removed on drop.
+struct DirectEgressBlocked {
+    rule: Vec<String>,
+}
+
+impl DirectEgressBlocked {
+    fn new(ip: &str) -> Self {
+        let rule: Vec<String> = [
+            "OUTPUT",
+            "-d",
+            ip,
+            "-p",
+            "tcp",
+            "-m",
+            "owner",
+            "--uid-owner",
+            "0",
+            "-j",
+            "DROP",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut cmd = vec!["iptables", "-I"];
+        cmd.extend(rule.iter().map(String::as_str));
+        sh(&cmd);
+        DirectEgressBlocked { rule }
+    }
+}
+
+impl Drop for DirectEgressBlocked {
+    fn drop(&mut self) {
+        let mut cmd = vec!["-D".to_owned()];
+        cmd.extend(self.rule.iter().cloned());
+        let _ = std::process::Command::new("iptables").args(cmd).status();
+    }
+}
+
+fn assert_no_password(label: &str, text: &str) {
+    assert!(
+        !text.contains(PASSWORD),
+        "{label}: the proxy password leaked:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn squid_carries_the_websocket_protocols_and_https_while_mqtt_and_amqp_stay_direct() {
+    let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.1").await;
+    let squid = thirdparty::squid(&options(&hub, false));
+    let mut args = hub.args_real_ports(10.0);
+    args.extend(["--proxy".into(), proxy_url(&squid, None)]);
+    let r = run(args).await;
+    let rep = r.json();
+    for id in PROXIED {
+        let c = check(&rep, id);
+        assert_eq!(c.status, "pass", "{id}: {}", c.message);
+        assert!(c.via_proxy, "{id} should go through the proxy");
+        let proxy = c
+            .phases
+            .iter()
+            .find(|p| p.name == "proxy")
+            .expect("a proxy phase");
+        assert_eq!(proxy.status, "ok");
+        assert_eq!(proxy.detail["status"], 200);
+        assert_eq!(proxy.detail["connect"], format!("{HUB}:443"));
+    }
+    for id in ["iothub-mqtt", "iothub-amqp"] {
+        let c = check(&rep, id);
+        assert_eq!(c.status, "pass", "{id}: {}", c.message);
+        assert!(
+            !c.via_proxy && c.phases.iter().all(|p| p.name != "proxy"),
+            "{id} must not use the proxy"
+        );
+    }
+    assert!(
+        rep.upstream_protocols["AmqpWs"].via_proxy && !rep.upstream_protocols["Amqp"].via_proxy
+    );
+    assert_eq!(
+        rep.context.proxy.as_deref(),
+        Some(format!("http://{}", squid.addr).as_str())
+    );
+    // squid really carried the tunnels.
+    let log = std::fs::read_to_string(squid.dir.path().join("access.log")).unwrap();
+    assert!(
+        log.contains(&format!("CONNECT {HUB}:443")),
+        "squid access log:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn squid_with_basic_auth_wants_credentials_and_accepts_the_right_ones() {
+    let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.2").await;
+    let squid = thirdparty::squid(&options(&hub, true));
+
+    let mut args = hub.args_real_ports(10.0);
+    args.extend(["--proxy".into(), proxy_url(&squid, None)]);
+    let rep = run(args).await.json();
+    for id in PROXIED {
+        let c = check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("fail", "proxy_auth_required"),
+            "{id}: {}",
+            c.message
+        );
+        assert!(c.message.contains("407"), "{}", c.message);
+    }
+
+    for output in ["json", "text"] {
+        let mut args = hub.args_real_ports(10.0);
+        set_arg(&mut args, "--output", output);
+        args.extend([
+            "--proxy".into(),
+            proxy_url(&squid, Some(("alice", PASSWORD))),
+            "--verbose".into(),
+        ]);
+        let r = run(args).await;
+        assert_no_password(output, &r.stdout());
+        assert_no_password(output, &r.stderr());
+        if output == "json" {
+            let rep = r.json();
+            for id in PROXIED {
+                assert_eq!(
+                    check(&rep, id).status,
+                    "pass",
+                    "{id}: {}",
+                    check(&rep, id).message
+                );
+            }
+            assert_eq!(
+                rep.context.proxy.as_deref(),
+                Some(format!("http://alice:<redacted>@{}", squid.addr).as_str())
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn squid_refusing_connect_to_another_port_is_proxy_denied() {
+    let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.3").await;
+    let squid = thirdparty::squid(&options(&hub, false));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("odd-port.toml"),
+        format!("[[check]]\nid = \"odd-port\"\ntitle = \"HTTPS on 5671\"\nendpoint = \"device\"\nprotocol = \"https\"\nhost = \"{HUB}\"\nport = 5671\n"),
+    )
+    .unwrap();
+    let mut args = hub.args_real_ports(10.0);
+    args.extend([
+        "--proxy".into(),
+        proxy_url(&squid, None),
+        "--checks-dir".into(),
+        dir.path().display().to_string(),
+        "--only".into(),
+        "odd-port".into(),
+    ]);
+    let rep = run(args).await.json();
+    let c = check(&rep, "odd-port");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "proxy_denied"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("403"), "{}", c.message);
+    assert!(c.fix.as_deref().unwrap().contains(&format!("{HUB}:5671")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tinyproxy_with_basic_auth_carries_the_tunnels_and_refuses_a_wrong_password() {
+    let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.4").await;
+    let tiny = thirdparty::tinyproxy(&options(&hub, true));
+
+    let mut args = hub.args_real_ports(10.0);
+    args.extend([
+        "--proxy".into(),
+        proxy_url(&tiny, Some(("alice", PASSWORD))),
+    ]);
+    let r = run(args).await;
+    assert_no_password("tinyproxy", &r.stdout());
+    let rep = r.json();
+    for id in PROXIED {
+        let c = check(&rep, id);
+        assert_eq!(c.status, "pass", "{id}: {}", c.message);
+        assert!(c.via_proxy);
+    }
+
+    let mut args = hub.args_real_ports(10.0);
+    args.extend([
+        "--proxy".into(),
+        proxy_url(&tiny, Some(("alice", "wrong-password"))),
+    ]);
+    let rep = run(args).await.json();
+    let c = check(&rep, "iothub-https");
+    assert_eq!(c.reason, "proxy_auth_required", "{}", c.message);
+    assert!(
+        c.message.contains("refused the credentials"),
+        "{}",
+        c.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_proxy_only_network_only_the_websocket_protocols_work_and_amqp_ws_is_recommended() {
+    let ip = "127.0.20.5";
+    let hub = Hub::start_real_ports(HubFaults::default(), ip).await;
+    let squid = thirdparty::squid(&options(&hub, false));
+    let _blocked = DirectEgressBlocked::new(ip);
+    let mut args = hub.args_real_ports(3.0);
+    args.extend(["--proxy".into(), proxy_url(&squid, None)]);
+    let r = run(args).await;
+    let rep = r.json();
+    for id in ["iothub-mqtt", "iothub-amqp"] {
+        let c = check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("fail", "tcp_timeout"),
+            "{id}: {}",
+            c.message
+        );
+        assert_eq!(c.also, ["not_proxiable"], "{id}");
+        assert!(c.message.contains("cannot use the proxy"), "{}", c.message);
+    }
+    for id in PROXIED {
+        assert_eq!(
+            check(&rep, id).status,
+            "pass",
+            "{id}: {}",
+            check(&rep, id).message
+        );
+    }
+    assert_eq!(
+        rep.recommendation.upstream_protocol.as_deref(),
+        Some("AmqpWs")
+    );
+    assert!(
+        rep.recommendation.change_needed,
+        "unset means Amqp for edgeHub, which cannot work here"
+    );
+    assert_eq!(check(&rep, "config-upstream-protocol").status, "fail");
+    assert_eq!(r.code(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_proxy_is_named_as_such() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let mut args = hub.args(5.0);
+    args.extend([
+        "--proxy".into(),
+        format!("http://127.0.0.1:{}", thirdparty::free_port()),
+    ]);
+    let rep = run(args).await.json();
+    for id in PROXIED {
+        let c = check(&rep, id);
+        assert_eq!(c.reason, "proxy_unreachable", "{id}: {}", c.message);
+    }
+    assert_eq!(
+        check(&rep, "iothub-mqtt").status,
+        "pass",
+        "MQTT never uses the proxy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_proxy_from_the_environment_is_used_and_no_proxy_is_honoured() {
+    let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.6").await;
+    let squid = thirdparty::squid(&options(&hub, false));
+    let url = proxy_url(&squid, None);
+    let rep = run_env(hub.args_real_ports(10.0), &[("HTTPS_PROXY", &url)])
+        .await
+        .json();
+    assert!(check(&rep, "iothub-https").via_proxy);
+    assert_eq!(check(&rep, "iothub-https").status, "pass");
+    let rep = run_env(
+        hub.args_real_ports(10.0),
+        &[("HTTPS_PROXY", &url), ("NO_PROXY", ".azure-devices.net")],
+    )
+    .await
+    .json();
+    assert!(
+        !check(&rep, "iothub-https").via_proxy,
+        "NO_PROXY exempts the hub"
+    );
+    assert_eq!(check(&rep, "iothub-https").status, "pass");
+}

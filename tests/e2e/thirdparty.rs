@@ -1,0 +1,167 @@
+//! Real third-party servers from Debian's packages (squid, tinyproxy), started per test in a
+//! temporary directory and killed by PID when the test ends, pass or fail.
+
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server process; killed on drop.
+pub struct Server {
+    pub addr: SocketAddr,
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound and released; the server binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `addr` accepts connections or the process dies; panics with its log otherwise.
+fn wait_ready(name: &str, addr: SocketAddr, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{name} exited ({status}) before listening:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not listen on {addr} within 20 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        // Readiness poll of a process we do not control, not synchronisation of our own code.
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn require(binary: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(binary).exists()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(binary).exists();
+    assert!(
+        found,
+        "{binary} is missing: `make test-deps` installs Debian's {package} package"
+    );
+}
+
+/// Proxy options.
+#[derive(Default, Clone)]
+pub struct ProxyOptions {
+    /// Basic credentials the proxy demands.
+    pub auth: Option<(String, String)>,
+    /// Names the proxy resolves (the simulated hub lives on loopback, not in DNS).
+    pub hosts: Vec<(String, IpAddr)>,
+}
+
+fn hosts_file(dir: &Path, hosts: &[(String, IpAddr)]) -> String {
+    let mut text = String::from("127.0.0.1 localhost\n");
+    for (name, ip) in hosts {
+        text.push_str(&format!("{ip} {name}\n"));
+    }
+    let path = dir.join("hosts");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn world_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+/// squid, allowing CONNECT to 443 only (its default policy), optionally with Basic auth.
+pub fn squid(opts: &ProxyOptions) -> Server {
+    require("squid", "squid");
+    let dir = tempfile::tempdir().unwrap();
+    world_writable(dir.path());
+    let d = dir.path().display().to_string();
+    let port = free_port();
+    let hosts = hosts_file(dir.path(), &opts.hosts);
+    let mut conf = format!(
+        "http_port 127.0.0.1:{port}\nvisible_hostname edgeprobe-test\npid_filename {d}/squid.pid\n\
+         cache_log {d}/cache.log\naccess_log stdio:{d}/access.log\ncache deny all\n\
+         coredump_dir {d}\nshutdown_lifetime 0 seconds\nhosts_file {hosts}\n\
+         acl SSL_ports port 443\nacl CONNECT method CONNECT\nhttp_access deny CONNECT !SSL_ports\n"
+    );
+    match &opts.auth {
+        Some((user, pass)) => {
+            let out = Command::new("openssl")
+                .args(["passwd", "-apr1", pass])
+                .output()
+                .expect("openssl runs");
+            let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            std::fs::write(dir.path().join("passwd"), format!("{user}:{hash}\n")).unwrap();
+            conf.push_str(&format!(
+                "auth_param basic program /usr/lib/squid/basic_ncsa_auth {d}/passwd\nauth_param basic realm edgeprobe\n\
+                 acl authed proxy_auth REQUIRED\nhttp_access allow authed\n"
+            ));
+        }
+        None => conf.push_str("http_access allow localhost\n"),
+    }
+    conf.push_str("http_access deny all\n");
+    let conf_path = dir.path().join("squid.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new("squid")
+        .args(["-N", "-f"])
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("squid starts");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_ready("squid", addr, &mut child, &dir.path().join("cache.log"));
+    Server { addr, child, dir }
+}
+
+/// tinyproxy, allowing CONNECT to 443, optionally with Basic auth. It resolves names with
+/// the system resolver, so it runs in a private mount namespace whose /etc/hosts knows the hub.
+pub fn tinyproxy(opts: &ProxyOptions) -> Server {
+    require("tinyproxy", "tinyproxy");
+    let dir = tempfile::tempdir().unwrap();
+    world_writable(dir.path());
+    let port = free_port();
+    let hosts = hosts_file(dir.path(), &opts.hosts);
+    let mut conf = format!(
+        "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 30\nLogLevel Info\n\
+         MaxClients 50\nAllow 127.0.0.1\nConnectPort 443\nLogFile \"{}/tinyproxy.log\"\n",
+        dir.path().display()
+    );
+    if let Some((user, pass)) = &opts.auth {
+        conf.push_str(&format!("BasicAuth {user} {pass}\n"));
+    }
+    let conf_path = dir.path().join("tinyproxy.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let log = dir.path().join("stderr.log");
+    let script = format!(
+        "mount --bind {hosts} /etc/hosts && exec tinyproxy -d -c {}",
+        conf_path.display()
+    );
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("tinyproxy starts");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_ready("tinyproxy", addr, &mut child, &log);
+    Server { addr, child, dir }
+}
