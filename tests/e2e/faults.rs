@@ -373,3 +373,24 @@ async fn the_configured_protocol_is_judged_and_the_fix_is_named() {
     assert!(rep.recommendation.change_needed);
     assert_eq!(r.code(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_skewed_service_clock_is_reported_as_clock_skew() {
+    let faults = HubFaults {
+        date_skew_secs: 2 * 3600,
+        ..HubFaults::default()
+    };
+    let (rep, code) = report(faults, 10.0).await;
+    let c = check(&rep, "device-clock");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("warn", "clock_skew"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("2.0 hours behind"), "{}", c.message);
+    assert!(c.fix.as_deref().unwrap().contains("NTP"));
+    assert_eq!(code, 0, "a skewed clock is a warning");
+    let (rep, _) = report(HubFaults::default(), 10.0).await;
+    assert_eq!(check(&rep, "device-clock").status, "pass");
+}

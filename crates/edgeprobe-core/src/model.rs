@@ -2,7 +2,7 @@
 //! public JSON contract (PRODUCT.md): tools match on them, so they never change meaning.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -259,8 +259,9 @@ pub struct Outcome {
     /// Credentials on this path; `None` for checks that have no notion of auth.
     pub auth: Option<AuthState>,
     pub via_proxy: bool,
-    /// The service's clock, from an HTTP `Date` header, for the clock check.
-    pub server_date: Option<SystemTime>,
+    /// The service's clock minus ours, in seconds, from an HTTP `Date` header taken the
+    /// moment the answer arrived; for the clock check.
+    pub clock_offset_secs: Option<f64>,
     /// Further reason codes that also apply (e.g. `not_proxiable` beside `tcp_timeout`).
     pub also: Vec<Reason>,
 }
@@ -276,7 +277,7 @@ impl Outcome {
             phases: Vec::new(),
             auth: None,
             via_proxy: false,
-            server_date: None,
+            clock_offset_secs: None,
             also: Vec::new(),
         }
     }

@@ -2,6 +2,8 @@
 //! device identities and their credentials, SAS tokens, the usernames each protocol
 //! expects, and the `UpstreamProtocol` verdict drawn from probe outcomes.
 
+/// The device clock against the services' `Date` headers.
+pub mod clock;
 /// Device identities, connection strings and credentials.
 pub mod identity;
 /// SAS tokens: signing (for probes) and verifying (for the simulated hub).

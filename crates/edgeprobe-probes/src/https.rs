@@ -25,9 +25,20 @@ pub struct HttpAnswer {
     /// The start of the body, lossily decoded.
     pub body: String,
     pub date: Option<SystemTime>,
+    /// Our clock when the headers arrived.
+    pub received_at: SystemTime,
 }
 
 impl HttpAnswer {
+    /// The service's clock minus ours, in seconds (the `Date` header has 1 s resolution).
+    pub fn clock_offset_secs(&self) -> Option<f64> {
+        let date = self.date?;
+        Some(match date.duration_since(self.received_at) {
+            Ok(ahead) => ahead.as_secs_f64(),
+            Err(behind) => -behind.duration().as_secs_f64(),
+        })
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -114,6 +125,7 @@ pub async fn exchange(
                 )
             }
         })?;
+        let received_at = SystemTime::now();
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, BODY_LIMIT)
             .collect()
@@ -131,6 +143,7 @@ pub async fn exchange(
             headers: parts.headers,
             body: String::from_utf8_lossy(&body).into_owned(),
             date,
+            received_at,
         })
     };
     match tokio::time::timeout_at(deadline, run).await {

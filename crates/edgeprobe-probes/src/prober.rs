@@ -534,7 +534,7 @@ impl Job<'_> {
                             code.unwrap_or_default()
                         ),
                     );
-                    o.server_date = answer.date;
+                    o.clock_offset_secs = answer.clock_offset_secs();
                     o.auth = Some(AuthState::Untested);
                     Ok(o)
                 } else {
@@ -548,7 +548,7 @@ impl Job<'_> {
                         ),
                     );
                     o.fix = fix_for(Reason::WrongService, Protocol::Https, self.host, self.port);
-                    o.server_date = answer.date;
+                    o.clock_offset_secs = answer.clock_offset_secs();
                     Ok(o)
                 }
             }
@@ -559,7 +559,7 @@ impl Job<'_> {
                     Reason::Ok,
                     format!("{} answered: {}", self.host, answer.who()),
                 );
-                o.server_date = answer.date;
+                o.clock_offset_secs = answer.clock_offset_secs();
                 Ok(o)
             }
         }

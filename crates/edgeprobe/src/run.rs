@@ -26,6 +26,53 @@ use crate::{demo, AppError};
 
 /// Id of the derived check that judges the configured UpstreamProtocol.
 pub const CONFIG_UPSTREAM_ID: &str = "config-upstream-protocol";
+/// Id of the derived check that compares the device clock with the services'.
+pub const CLOCK_ID: &str = "device-clock";
+
+/// A check computed from the results of the others.
+struct Derived {
+    id: &'static str,
+    title: &'static str,
+    endpoint: Endpoint,
+    protocol: Protocol,
+    required: bool,
+    from: &'static str,
+}
+
+const DERIVED: [Derived; 2] = [
+    Derived {
+        id: CONFIG_UPSTREAM_ID,
+        title: "Configured UpstreamProtocol works",
+        endpoint: Endpoint::Iothub,
+        protocol: Protocol::Config,
+        required: true,
+        from: "the iothub-* protocol checks",
+    },
+    Derived {
+        id: CLOCK_ID,
+        title: "Device clock agrees with the services",
+        endpoint: Endpoint::Device,
+        protocol: Protocol::Time,
+        required: false,
+        from: "the Date headers of HTTPS answers",
+    },
+];
+
+impl Derived {
+    fn def(&self) -> CheckDef {
+        CheckDef {
+            id: self.id.into(),
+            title: self.title.into(),
+            endpoint: self.endpoint,
+            protocol: self.protocol,
+            host: String::new(),
+            port: None,
+            required: self.required,
+            requires: Vec::new(),
+            source: "derived".into(),
+        }
+    }
+}
 
 pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
     match cli.command {
@@ -88,7 +135,7 @@ fn list(args: &ListArgs) -> Result<u8, AppError> {
         .map(|c| c.id.len())
         .max()
         .unwrap_or(10)
-        .max(CONFIG_UPSTREAM_ID.len());
+        .max(DERIVED.iter().map(|d| d.id.len()).max().unwrap_or(0));
     for c in catalog.checks() {
         let needs = c.needs();
         let when = if needs.is_empty() {
@@ -108,10 +155,17 @@ fn list(args: &ListArgs) -> Result<u8, AppError> {
             c.source
         ));
     }
-    out.push_str(&format!(
-        "{:<width$}  {:<7} {:<8} -  Configured UpstreamProtocol works (required)  [derived from the iothub-* protocol checks]\n",
-        CONFIG_UPSTREAM_ID, "iothub", "config"
-    ));
+    for d in &DERIVED {
+        out.push_str(&format!(
+            "{:<width$}  {:<7} {:<8} -  {}{}  [derived from {}]\n",
+            d.id,
+            d.endpoint.as_str(),
+            d.protocol.as_str(),
+            d.title,
+            if d.required { " (required)" } else { "" },
+            d.from
+        ));
+    }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(0)
 }
@@ -248,25 +302,27 @@ fn hint(var: &str) -> &'static str {
     }
 }
 
+fn selected(args: &CheckArgs, id: &str) -> bool {
+    (args.only.is_empty() || args.only.iter().any(|p| matches_pattern(p, id)))
+        && !args.skip.iter().any(|p| matches_pattern(p, id))
+}
+
 fn plan(catalog: &Catalog, args: &CheckArgs, vars: &Vars) -> Result<Vec<Planned>, AppError> {
     let ids = catalog.ids();
     for p in args.only.iter().chain(&args.skip) {
-        let known =
-            ids.iter().any(|id| matches_pattern(p, id)) || matches_pattern(p, CONFIG_UPSTREAM_ID);
+        let known = ids.iter().any(|id| matches_pattern(p, id))
+            || DERIVED.iter().any(|d| matches_pattern(p, d.id));
         if !known {
             return Err(usage(format!(
                 "--only/--skip: {p:?} matches no check (see `edgeprobe list`)"
             )));
         }
     }
-    let selected = |id: &str| {
-        (args.only.is_empty() || args.only.iter().any(|p| matches_pattern(p, id)))
-            && !args.skip.iter().any(|p| matches_pattern(p, id))
-    };
+
     Ok(catalog
         .checks()
         .iter()
-        .filter(|c| selected(&c.id))
+        .filter(|c| selected(args, &c.id))
         .map(|c| Planned {
             def: c.clone(),
             plan: match c.resolve(vars) {
@@ -310,31 +366,23 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
     let mut results = runner::run_all(planned, Arc::new(prober), &opts).await;
 
     let verdict = verdict::judge(&results, Endpoint::Iothub, inputs.configured);
-    let selected = (args.only.is_empty()
-        || args
-            .only
-            .iter()
-            .any(|p| matches_pattern(p, CONFIG_UPSTREAM_ID)))
-        && !args
-            .skip
-            .iter()
-            .any(|p| matches_pattern(p, CONFIG_UPSTREAM_ID));
-    if selected {
+    let offsets: Vec<f64> = results
+        .iter()
+        .filter_map(|r| r.outcome.clock_offset_secs)
+        .collect();
+    for d in &DERIVED {
+        if !selected(args, d.id) {
+            continue;
+        }
+        let outcome = match d.id {
+            CONFIG_UPSTREAM_ID => verdict::configured_protocol_outcome(&verdict),
+            _ => edgeprobe_iotedge::clock::clock_outcome(&offsets),
+        };
         results.push(CheckResult {
-            def: CheckDef {
-                id: CONFIG_UPSTREAM_ID.into(),
-                title: "Configured UpstreamProtocol works".into(),
-                endpoint: Endpoint::Iothub,
-                protocol: Protocol::Config,
-                host: String::new(),
-                port: None,
-                required: true,
-                requires: Vec::new(),
-                source: "derived".into(),
-            },
+            def: d.def(),
             target: None,
             vantage: Vantage::Host,
-            outcome: verdict::configured_protocol_outcome(&verdict),
+            outcome,
             duration: Duration::ZERO,
         });
     }
