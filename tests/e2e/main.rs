@@ -17,3 +17,5 @@ mod secrets;
 mod support;
 /// Third-party servers from Debian's packages, started and killed per test.
 mod thirdparty;
+/// Downstream devices behind a gateway, nested devices under a parent.
+mod topology;

@@ -121,6 +121,17 @@ impl Hub {
         .await
     }
 
+    /// An edge device (a gateway or a parent) named `hostname` that answers for the hub:
+    /// usernames and tokens still name the IoT Hub.
+    pub async fn start_edge(faults: HubFaults, hostname: &str) -> Hub {
+        let hostname = hostname.to_owned();
+        Self::start_with(faults, |o| {
+            o.hostname = hostname;
+            o.iothub_name = Some(HUB.into());
+        })
+        .await
+    }
+
     async fn start_with(faults: HubFaults, tweak: impl FnOnce(&mut HubOptions)) -> Hub {
         let mut options = HubOptions::new(HUB);
         options.devices = vec![(DEVICE.into(), Secret::new(KEY))];

@@ -29,8 +29,11 @@ use serde::Deserialize;
 use crate::model::{Endpoint, Protocol};
 
 /// The built-in catalog, embedded at compile time: (file name, contents).
-pub const BUILTIN: &[(&str, &str)] =
-    &[("iothub.toml", include_str!("../../../checks/iothub.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("iothub.toml", include_str!("../../../checks/iothub.toml")),
+    ("nested.toml", include_str!("../../../checks/nested.toml")),
+    ("gateway.toml", include_str!("../../../checks/gateway.toml")),
+];
 
 /// One runnable check declaration after family expansion.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +49,8 @@ pub struct CheckDef {
     pub required: bool,
     /// Variables that must be known for the check to apply (besides those in `host`).
     pub requires: Vec<String>,
+    /// Variables whose presence makes the check not apply (e.g. IoT Hub checks on a nested device).
+    pub unless: Vec<String>,
     /// Where the declaration came from, for error messages and `edgeprobe list`.
     pub source: String,
 }
@@ -70,6 +75,14 @@ impl CheckDef {
             }
         }
         out
+    }
+
+    /// The first `unless` variable that is known, if any: the check does not apply.
+    pub fn excluded_by(&self, vars: &Vars) -> Option<&str> {
+        self.unless
+            .iter()
+            .find(|v| vars.contains_key(v.as_str()))
+            .map(String::as_str)
     }
 
     /// Fills the templates in, or names the first variable that is missing.
@@ -150,6 +163,8 @@ struct FamilyDoc {
     required: Vec<Protocol>,
     #[serde(default)]
     requires: Vec<String>,
+    #[serde(default)]
+    unless: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +181,8 @@ struct CheckDoc {
     required: bool,
     #[serde(default)]
     requires: Vec<String>,
+    #[serde(default)]
+    unless: Vec<String>,
 }
 
 /// The ordered list of checks this run knows about.
@@ -241,6 +258,7 @@ impl Catalog {
                         port,
                         required: fam.required.contains(proto),
                         requires: fam.requires.clone(),
+                        unless: fam.unless.clone(),
                         source: file.to_owned(),
                     },
                 )?;
@@ -275,6 +293,7 @@ impl Catalog {
                     port,
                     required: c.required,
                     requires: c.requires,
+                    unless: c.unless,
                     source: file.to_owned(),
                 },
             )?;
@@ -402,6 +421,7 @@ required = ["https"]
             port: Some(8883),
             required: false,
             requires: vec!["device_id".into()],
+            unless: vec!["parent_hostname".into()],
             source: "t".into(),
         };
         let mut vars = Vars::new();
@@ -410,6 +430,9 @@ required = ["https"]
         assert_eq!(c.resolve(&vars), Err("device_id".into()));
         vars.insert("device_id".into(), "d1".into());
         assert_eq!(c.resolve(&vars).unwrap().host, "hub.example");
+        assert_eq!(c.excluded_by(&vars), None);
+        vars.insert("parent_hostname".into(), "parent".into());
+        assert_eq!(c.excluded_by(&vars), Some("parent_hostname"));
     }
 
     #[test]

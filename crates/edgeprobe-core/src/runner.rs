@@ -183,6 +183,7 @@ mod tests {
             port: Some(8883),
             required: false,
             requires: Vec::new(),
+            unless: Vec::new(),
             source: "test".into(),
         }
     }

@@ -294,6 +294,52 @@ pub fn configured_protocol_outcome(verdict: &Verdict) -> Outcome {
     o
 }
 
+/// For a downstream device: which protocols it can use through its gateway.
+pub fn downstream_outcome(verdict: &Verdict) -> Outcome {
+    if !verdict.tested() {
+        return Outcome::skip(Reason::NotConfigured, "no gateway protocol was probed");
+    }
+    let working: Vec<&str> = verdict
+        .protocols
+        .iter()
+        .filter(|v| v.works)
+        .map(|v| v.protocol.as_str())
+        .collect();
+    if working.is_empty() {
+        let worst = verdict
+            .protocols
+            .iter()
+            .find(|v| v.tested)
+            .map(|v| v.reason)
+            .unwrap_or(Reason::NotConfigured);
+        return Outcome::new(
+            Status::Fail,
+            worst,
+            "a downstream device cannot reach the gateway's edgeHub over any protocol",
+        )
+        .with_fix("open at least one of 8883, 5671 or 443 inbound on the gateway, and have the device trust the gateway's Edge CA (its root is named in the TLS failures above)");
+    }
+    let mut o = Outcome::new(
+        Status::Pass,
+        Reason::Ok,
+        format!(
+            "a downstream device can use {} through the gateway",
+            working.join(", ")
+        ),
+    );
+    if verdict
+        .protocols
+        .iter()
+        .any(|v| v.auth == AuthState::Rejected)
+    {
+        o.status = Status::Warn;
+        o.reason = Reason::AuthRejected;
+        o.message
+            .push_str(", but the gateway refused the device's credentials");
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +375,7 @@ mod tests {
                 port: protocol.default_port(),
                 required: false,
                 requires: Vec::new(),
+                unless: Vec::new(),
                 source: "t".into(),
             },
             target: None,

@@ -36,6 +36,8 @@ pub struct Context {
     pub device_id: Option<String>,
     pub dps: Option<String>,
     pub parent_hostname: Option<String>,
+    #[serde(default)]
+    pub gateway_hostname: Option<String>,
     pub proxy: Option<String>,
     pub configured_upstream_protocol: Option<String>,
     pub network: Option<String>,
@@ -202,6 +204,7 @@ impl JsonReport {
                 device_id: c.device_id.clone(),
                 dps: c.dps.clone(),
                 parent_hostname: c.parent_hostname.clone(),
+                gateway_hostname: c.gateway_hostname.clone(),
                 proxy: c.proxy.clone(),
                 configured_upstream_protocol: c.configured_upstream_protocol.clone(),
                 network: c.network.clone(),

@@ -20,6 +20,8 @@ pub struct RunContext {
     pub device_id: Option<String>,
     pub dps: Option<String>,
     pub parent_hostname: Option<String>,
+    /// The gateway a downstream device is checked through.
+    pub gateway_hostname: Option<String>,
     /// Redacted proxy URL.
     pub proxy: Option<String>,
     pub configured_upstream_protocol: Option<String>,

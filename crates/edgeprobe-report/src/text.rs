@@ -117,6 +117,9 @@ impl Renderer for TextRenderer {
         if let Some(p) = &ctx.parent_hostname {
             about.push(format!("nested under {p}"));
         }
+        if let Some(g) = &ctx.gateway_hostname {
+            about.push(format!("downstream of gateway {g}"));
+        }
         if let Some(p) = &ctx.proxy {
             about.push(format!("proxy {p}"));
         }

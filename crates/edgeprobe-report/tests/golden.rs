@@ -44,6 +44,7 @@ fn result(protocol: Protocol, outcome: Outcome) -> CheckResult {
             port,
             required: protocol == Protocol::Https,
             requires: Vec::new(),
+            unless: Vec::new(),
             source: "builtin:iothub.toml".into(),
         },
         target: Some(Target {

@@ -63,6 +63,12 @@ pub struct CheckArgs {
     /// Private key (PEM) of the X.509 client certificate.
     #[arg(long, value_name = "PEM", requires = "x509_cert")]
     pub x509_key: Option<PathBuf>,
+    /// Parent device of a nested edge device: upstream checks target it instead of IoT Hub.
+    #[arg(long, value_name = "HOST")]
+    pub parent_hostname: Option<String>,
+    /// Check what a downstream device can use through this edge gateway (its edgeHub).
+    #[arg(long, value_name = "HOST")]
+    pub gateway_hostname: Option<String>,
     /// Extra trusted roots (PEM), e.g. the IoT Edge trust_bundle_cert or a proxy's CA.
     #[arg(long, value_name = "PEM")]
     pub trust_bundle: Option<PathBuf>,

@@ -69,6 +69,7 @@ impl Derived {
             port: None,
             required: self.required,
             requires: Vec::new(),
+            unless: Vec::new(),
             source: "derived".into(),
         }
     }
@@ -190,6 +191,7 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
     let mut hub = args.iothub_hostname.clone();
     let mut device = args.device_id.clone();
     let mut credentials = None;
+    let mut gateway = args.gateway_hostname.clone();
 
     if let Some(cs) = &args.connection_string {
         let cs: ConnectionString = cs
@@ -197,6 +199,9 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
             .map_err(|e| usage(format!("--connection-string: {e}")))?;
         hub.get_or_insert(cs.host_name.clone());
         device.get_or_insert(cs.device_id.clone());
+        if let Some(gw) = &cs.gateway_host_name {
+            gateway.get_or_insert(gw.clone());
+        }
         if let Some(key) = cs.key {
             credentials = Some(Credentials::SasKey(key));
         }
@@ -241,13 +246,28 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
     }
 
     if let Some(h) = &hub {
-        if h.trim().is_empty() || h.contains('/') || h.contains(' ') {
+        if !is_host_name(h) {
             return Err(usage(format!("--iothub-hostname {h:?} is not a host name")));
         }
         vars.insert("iothub_hostname".into(), h.clone());
     }
     if let Some(d) = &device {
         vars.insert("device_id".into(), d.clone());
+    }
+    for (var, flag, value) in [
+        (
+            "parent_hostname",
+            "--parent-hostname",
+            &args.parent_hostname,
+        ),
+        ("gateway_hostname", "--gateway-hostname", &gateway),
+    ] {
+        if let Some(v) = value {
+            if !is_host_name(v) {
+                return Err(usage(format!("{flag} {v:?} is not a host name")));
+            }
+            vars.insert(var.into(), v.clone());
+        }
     }
     if credentials.is_some() && device.is_none() {
         return Err(usage(
@@ -291,6 +311,10 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
     })
 }
 
+fn is_host_name(h: &str) -> bool {
+    !h.trim().is_empty() && !h.contains(['/', ' ', '@', '?', '#'])
+}
+
 fn hint(var: &str) -> &'static str {
     match var {
         "iothub_hostname" => "no IoT Hub host name (--iothub-hostname, --connection-string or the device configuration)",
@@ -326,6 +350,14 @@ fn plan(catalog: &Catalog, args: &CheckArgs, vars: &Vars) -> Result<Vec<Planned>
         .map(|c| Planned {
             def: c.clone(),
             plan: match c.resolve(vars) {
+                Ok(_) if c.excluded_by(vars).is_some() => Plan::Skip(Outcome::skip(
+                    Reason::NotConfigured,
+                    match c.excluded_by(vars) {
+                        Some("parent_hostname") => "not applicable: the device is nested and reaches IoT Hub through its parent",
+                        Some("gateway_hostname") => "not applicable: a downstream device reaches IoT Hub through its gateway",
+                        _ => "not applicable here",
+                    },
+                )),
                 Ok(target) => Plan::Run(target),
                 Err(missing) => Plan::Skip(Outcome::skip(
                     Reason::NotConfigured,
@@ -347,6 +379,8 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
 
     context.iothub_hostname = inputs.vars.get("iothub_hostname").cloned();
     context.device_id = inputs.vars.get("device_id").cloned();
+    context.parent_hostname = inputs.vars.get("parent_hostname").cloned();
+    context.gateway_hostname = inputs.vars.get("gateway_hostname").cloned();
     context.proxy = inputs.proxy.as_ref().map(|p| p.redacted());
     context.configured_upstream_protocol = inputs.configured.map(|p| p.as_str().to_owned());
 
@@ -365,7 +399,16 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
     };
     let mut results = runner::run_all(planned, Arc::new(prober), &opts).await;
 
-    let verdict = verdict::judge(&results, Endpoint::Iothub, inputs.configured);
+    // The upstream that matters: the gateway for a downstream device, the parent for a
+    // nested device, IoT Hub otherwise.
+    let upstream = if inputs.vars.contains_key("gateway_hostname") {
+        Endpoint::Gateway
+    } else if inputs.vars.contains_key("parent_hostname") {
+        Endpoint::Parent
+    } else {
+        Endpoint::Iothub
+    };
+    let verdict = verdict::judge(&results, upstream, inputs.configured);
     let offsets: Vec<f64> = results
         .iter()
         .filter_map(|r| r.outcome.clock_offset_secs)
@@ -375,6 +418,9 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
             continue;
         }
         let outcome = match d.id {
+            CONFIG_UPSTREAM_ID if upstream == Endpoint::Gateway => {
+                verdict::downstream_outcome(&verdict)
+            }
             CONFIG_UPSTREAM_ID => verdict::configured_protocol_outcome(&verdict),
             _ => edgeprobe_iotedge::clock::clock_outcome(&offsets),
         };
