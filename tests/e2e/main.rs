@@ -5,6 +5,8 @@
 mod bad_input;
 /// The deadline holds whatever the network does.
 mod deadline;
+/// DPS devices: DPS checks and the hub DPS assigned.
+mod dps;
 /// Every fault mode of the simulated hub, and the verdict it leads to.
 mod faults;
 /// JSON schema, golden text, and `list`/`demo`.

@@ -33,6 +33,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("iothub.toml", include_str!("../../../checks/iothub.toml")),
     ("nested.toml", include_str!("../../../checks/nested.toml")),
     ("gateway.toml", include_str!("../../../checks/gateway.toml")),
+    ("dps.toml", include_str!("../../../checks/dps.toml")),
 ];
 
 /// One runnable check declaration after family expansion.

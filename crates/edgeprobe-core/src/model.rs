@@ -264,6 +264,8 @@ pub struct Outcome {
     pub clock_offset_secs: Option<f64>,
     /// Further reason codes that also apply (e.g. `not_proxiable` beside `tcp_timeout`).
     pub also: Vec<Reason>,
+    /// Values the check learned that other checks can use (e.g. the hub DPS assigned).
+    pub learned: Vec<(String, String)>,
 }
 
 impl Outcome {
@@ -279,6 +281,7 @@ impl Outcome {
             via_proxy: false,
             clock_offset_secs: None,
             also: Vec::new(),
+            learned: Vec::new(),
         }
     }
 

@@ -194,3 +194,79 @@ mod tests {
         assert_eq!(id.events_address(), "/devices/d1/messages/events");
     }
 }
+
+/// The API version in DPS MQTT usernames.
+pub const DPS_MQTT_API_VERSION: &str = "2019-03-31";
+/// The API version of DPS's HTTPS registration status lookup.
+pub const DPS_HTTPS_API_VERSION: &str = "2021-10-01";
+/// The default global DPS endpoint.
+pub const DPS_GLOBAL_ENDPOINT: &str = "global.azure-devices-provisioning.net";
+
+/// A device's registration with the Device Provisioning Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpsIdentity {
+    pub id_scope: String,
+    pub registration_id: String,
+    /// The device's symmetric key (already derived, for a group enrollment).
+    pub key: Option<Secret>,
+}
+
+impl DpsIdentity {
+    /// The SAS resource and AMQP PLAIN user: `{idScope}/registrations/{registrationId}`.
+    pub fn resource(&self) -> String {
+        format!("{}/registrations/{}", self.id_scope, self.registration_id)
+    }
+
+    /// MQTT username: `{idScope}/registrations/{registrationId}/api-version=...` (no `?`).
+    pub fn mqtt_username(&self) -> String {
+        format!("{}/api-version={DPS_MQTT_API_VERSION}", self.resource())
+    }
+
+    /// The registration status lookup path (never `.../register`, which re-provisions).
+    pub fn status_lookup_path(&self) -> String {
+        format!(
+            "/{}/registrations/{}?api-version={DPS_HTTPS_API_VERSION}",
+            sas::url_encode(&self.id_scope),
+            sas::url_encode(&self.registration_id)
+        )
+    }
+
+    /// A fresh SAS token with `skn=registration`, when there is a key.
+    pub fn sas_token(&self) -> Option<Result<Secret, sas::SasError>> {
+        self.key.as_ref().map(|key| {
+            sas::token(
+                &self.resource(),
+                key,
+                sas::unix_now() + sas::TOKEN_LIFETIME_SECS,
+                Some("registration"),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod dps_tests {
+    use super::*;
+
+    #[test]
+    fn dps_names_follow_the_documented_formats() {
+        let d = DpsIdentity {
+            id_scope: "0ne00ABCDEF".into(),
+            registration_id: "dev-1".into(),
+            key: Some(Secret::new("YWJjZA==")),
+        };
+        assert_eq!(
+            d.mqtt_username(),
+            "0ne00ABCDEF/registrations/dev-1/api-version=2019-03-31"
+        );
+        assert_eq!(
+            d.status_lookup_path(),
+            "/0ne00ABCDEF/registrations/dev-1?api-version=2021-10-01"
+        );
+        let token = d.sas_token().unwrap().unwrap();
+        assert!(token
+            .expose()
+            .contains("sr=0ne00ABCDEF%2Fregistrations%2Fdev-1"));
+        assert!(token.expose().ends_with("&skn=registration"));
+    }
+}

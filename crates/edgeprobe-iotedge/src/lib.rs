@@ -4,8 +4,12 @@
 
 /// The device clock against the services' `Date` headers.
 pub mod clock;
+/// IoT Edge configuration files: `config.toml` (1.2+) and `config.yaml` (1.1).
+pub mod config;
 /// Device identities, connection strings and credentials.
 pub mod identity;
+/// Where each IoT Edge component takes its proxy from, and where they disagree.
+pub mod proxy_sources;
 /// SAS tokens: signing (for probes) and verifying (for the simulated hub).
 pub mod sas;
 /// Strings that must never reach any output.

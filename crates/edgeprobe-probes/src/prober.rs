@@ -19,7 +19,7 @@ use edgeprobe_core::runner::Probe;
 use edgeprobe_core::{
     AuthState, Endpoint, Outcome, PhaseName, PhaseStatus, Protocol, Reason, Status,
 };
-use edgeprobe_iotedge::identity::{Credentials, DeviceIdentity};
+use edgeprobe_iotedge::identity::{Credentials, DeviceIdentity, DpsIdentity};
 use edgeprobe_iotedge::secret::{self, Secret};
 use futures_util::future::BoxFuture;
 use http::Method;
@@ -43,6 +43,8 @@ pub struct ProbeSettings {
     pub tls: TlsSettings,
     /// The device identity used towards IoT Hub, a parent or a gateway.
     pub identity: Option<DeviceIdentity>,
+    /// The device's DPS registration, for checks against DPS.
+    pub dps: Option<DpsIdentity>,
     pub proxy: Option<ProxyConfig>,
     /// `NO_PROXY` entries.
     pub no_proxy: String,
@@ -274,7 +276,31 @@ impl Job<'_> {
                 .is_some_and(|i| matches!(i.credentials, Credentials::X509 { .. }))
     }
 
-    async fn mqtt(&self, mut io: BoxIo) -> Result<Outcome, Failure> {
+    /// What MQTT CONNECT carries for this endpoint, whether credentials are presented, and
+    /// why configured credentials could not be used.
+    fn mqtt_params(&self) -> (mqtt::MqttParams, bool, Option<String>) {
+        let split = |token: Option<Result<Secret, String>>| match token {
+            Some(Ok(t)) => (Some(t), None),
+            Some(Err(why)) => (None, Some(why)),
+            None => (None, None),
+        };
+        if self.check.endpoint == Endpoint::Dps {
+            let dps = self.s.dps.as_ref();
+            let token = dps
+                .filter(|_| !self.s.no_auth)
+                .and_then(|d| d.sas_token())
+                .map(|r| r.map_err(|e| e.to_string()));
+            let (password, unusable) = split(token);
+            let presenting = password.is_some();
+            let params = mqtt::MqttParams {
+                client_id: dps
+                    .map(|d| d.registration_id.clone())
+                    .unwrap_or_else(|| ANONYMOUS_DEVICE.into()),
+                username: dps.map(|d| d.mqtt_username()),
+                password,
+            };
+            return (params, presenting, unusable);
+        }
         let (identity, token) = self.credentials();
         let device = identity
             .map(|i| i.device_id.clone())
@@ -286,17 +312,18 @@ impl Job<'_> {
                 edgeprobe_iotedge::identity::IOTHUB_API_VERSION
             )
         });
-        let (password, unusable) = match token {
-            Some(Ok(t)) => (Some(t), None),
-            Some(Err(why)) => (None, Some(why)),
-            None => (None, None),
-        };
+        let (password, unusable) = split(token);
         let presenting = password.is_some() || self.uses_x509();
         let params = mqtt::MqttParams {
             client_id: device,
             username: Some(username),
             password,
         };
+        (params, presenting, unusable)
+    }
+
+    async fn mqtt(&self, mut io: BoxIo) -> Result<Outcome, Failure> {
+        let (params, presenting, unusable) = self.mqtt_params();
         let ack = mqtt::connect(&mut io, &params, self.rec, self.deadline).await?;
         let (code, words) = mqtt::describe_code(ack.code);
         let title = self.service_name();
@@ -314,7 +341,17 @@ impl Job<'_> {
                 },
                 vec![("connack_code".into(), json!(code))],
             );
-            if ack.code == ConnectReturnCode::Success {
+            if ack.code == ConnectReturnCode::Success && self.check.endpoint == Endpoint::Dps {
+                // DPS accepts any well-formed registration CONNECT; the key is checked only
+                // when the device registers, which edgeprobe never does.
+                let mut o = Outcome::new(
+                    Status::Pass,
+                    Reason::Ok,
+                    format!("{title} answered CONNACK 0: the MQTT path works (DPS checks the key only at registration; dps-https tests it)"),
+                );
+                o.auth = Some(AuthState::Untested);
+                o
+            } else if ack.code == ConnectReturnCode::Success {
                 let mut o = Outcome::new(
                     Status::Pass,
                     Reason::Ok,
@@ -358,7 +395,38 @@ impl Job<'_> {
         Ok(o)
     }
 
-    async fn amqp(&self, io: BoxIo) -> Result<Outcome, Failure> {
+    /// What the AMQP handshake presents for this endpoint: DPS takes SASL PLAIN with the
+    /// registration and a token; IoT Hub and edgeHub take SASL ANONYMOUS then CBS.
+    fn amqp_params(&self) -> (amqp::AmqpParams, bool, Option<String>) {
+        if self.check.endpoint == Endpoint::Dps {
+            let dps = self.s.dps.as_ref();
+            let token = dps
+                .filter(|_| !self.s.no_auth)
+                .and_then(|d| d.sas_token())
+                .map(|r| r.map_err(|e| e.to_string()));
+            let (sasl, unusable) = match (dps, token) {
+                (Some(d), Some(Ok(t))) => (
+                    amqp::AmqpSasl::Plain {
+                        username: d.resource(),
+                        password: t.expose().to_owned(),
+                    },
+                    None,
+                ),
+                (_, Some(Err(why))) => (amqp::AmqpSasl::Anonymous, Some(why)),
+                _ => (amqp::AmqpSasl::Anonymous, None),
+            };
+            let presenting = matches!(sasl, amqp::AmqpSasl::Plain { .. });
+            let params = amqp::AmqpParams {
+                hostname: self.host.to_owned(),
+                container_id: dps
+                    .map(|d| d.registration_id.clone())
+                    .unwrap_or_else(|| ANONYMOUS_DEVICE.into()),
+                sasl,
+                cbs: None,
+                link_address: None,
+            };
+            return (params, presenting, unusable);
+        }
         let (identity, token) = self.credentials();
         let device = identity
             .map(|i| i.device_id.clone())
@@ -382,6 +450,11 @@ impl Job<'_> {
             cbs,
             link_address: identity.filter(|_| presenting).map(|i| i.events_address()),
         };
+        (params, presenting, unusable)
+    }
+
+    async fn amqp(&self, io: BoxIo) -> Result<Outcome, Failure> {
+        let (params, presenting, unusable) = self.amqp_params();
         self.rec.start(PhaseName::Protocol);
         let trace = amqp::handshake(io, &params, self.deadline).await;
         let title = self.service_name();
@@ -395,6 +468,44 @@ impl Job<'_> {
             Ok(ok) => self
                 .rec
                 .end_after(trace.open.duration, PhaseStatus::Ok, open_detail(ok)),
+            Err(e) if matches!(e.kind, amqp::AmqpErrorKind::Unauthorized) => {
+                // The service answered SASL: that is AMQP from the real service, refusing us.
+                self.rec.end_after(
+                    trace.open.duration,
+                    PhaseStatus::Ok,
+                    vec![("sasl".into(), json!("rejected"))],
+                );
+                let mut o = if presenting {
+                    let mut o = Outcome::new(
+                        Status::Warn,
+                        Reason::AuthRejected,
+                        format!(
+                            "the AMQP path works, but {} refused the credentials: {}",
+                            self.service_name(),
+                            e.message
+                        ),
+                    );
+                    o.auth = Some(AuthState::Rejected);
+                    o.fix = fix_for(Reason::AuthRejected, Protocol::Amqp, self.host, self.port);
+                    o
+                } else {
+                    let mut o = Outcome::new(
+                        Status::Pass,
+                        Reason::Ok,
+                        format!(
+                            "{} refused an anonymous SASL login: the AMQP path works",
+                            self.service_name()
+                        ),
+                    );
+                    o.auth = Some(AuthState::Untested);
+                    o
+                };
+                if let Some(why) = unusable {
+                    o.message
+                        .push_str(&format!("; credentials not tested: {why}"));
+                }
+                return Ok(o);
+            }
             Err(e) => {
                 self.rec.end_after(
                     trace.open.duration,
@@ -433,10 +544,15 @@ impl Job<'_> {
                     .push(PhaseName::Auth, opened_at, step.duration, status, detail);
                 match &step.result {
                     Ok(_) => {
+                        let what = if self.check.endpoint == Endpoint::Dps {
+                            "SASL PLAIN accepted"
+                        } else {
+                            "token accepted, telemetry link attached"
+                        };
                         let mut o = Outcome::new(
                             Status::Pass,
                             Reason::Ok,
-                            format!("{title} accepted the device over AMQP (token accepted, telemetry link attached)"),
+                            format!("{title} accepted the device over AMQP ({what})"),
                         );
                         o.auth = Some(AuthState::Ok);
                         o
@@ -488,7 +604,149 @@ impl Job<'_> {
         }
     }
 
+    /// DPS over HTTPS: the registration status lookup, which never re-registers the device.
+    /// A 200 carries the assigned hub; DPS's own 401 (error code 401002) proves the service.
+    async fn dps_https(&self, io: BoxIo) -> Result<Outcome, Failure> {
+        let Some(dps) = self.s.dps.as_ref() else {
+            return Ok(Outcome::skip(
+                Reason::NotConfigured,
+                "no DPS registration to look up",
+            ));
+        };
+        let token = if self.s.no_auth {
+            None
+        } else {
+            dps.sas_token()
+        };
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        let mut unusable = None;
+        match token {
+            Some(Ok(t)) => headers.push(("authorization".to_owned(), t.expose().to_owned())),
+            Some(Err(e)) => unusable = Some(e.to_string()),
+            None => {}
+        }
+        let presenting = headers.len() > 1;
+        let path = dps.status_lookup_path();
+        let req = HttpRequest {
+            method: Method::POST,
+            host: self.host.to_owned(),
+            path_and_query: path.clone(),
+            headers,
+            body: Some(serde_json::json!({ "registrationId": dps.registration_id }).to_string()),
+        };
+        self.rec.start(PhaseName::Protocol);
+        self.rec.note(
+            "request",
+            format!("POST {path} (registration status lookup)"),
+        );
+        let answer = match https::exchange(io, &req, self.deadline).await {
+            Ok(a) => a,
+            Err(f) => {
+                self.rec.end(PhaseStatus::Fail, Vec::new());
+                return Err(f);
+            }
+        };
+        let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+        let error_code = answer
+            .header("x-ms-error-code")
+            .map(str::to_owned)
+            .or_else(|| body.get("errorCode").map(|c| c.to_string()));
+        let detail = http_detail(&answer);
+        let mut o = match (answer.status, &error_code) {
+            (200, _) if body.get("registrationId").is_some() || body.get("status").is_some() => {
+                self.rec.end(PhaseStatus::Ok, detail);
+                let hub = body
+                    .get("assignedHub")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned);
+                let device = body
+                    .get("deviceId")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned);
+                let status = body
+                    .get("status")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("unknown");
+                self.rec.instant(
+                    PhaseName::Auth,
+                    PhaseStatus::Ok,
+                    vec![("registration_status".into(), json!(status))],
+                );
+                let mut o = Outcome::new(
+                    Status::Pass,
+                    Reason::Ok,
+                    match &hub {
+                        Some(h) => format!("DPS accepted the registration's key and reports it {status}, assigned to {h}"),
+                        None => format!("DPS accepted the registration's key and reports it {status}"),
+                    },
+                );
+                o.auth = Some(AuthState::Ok);
+                if let Some(h) = hub {
+                    o.learned.push(("iothub_hostname".into(), h));
+                }
+                if let Some(d) = device {
+                    o.learned.push(("device_id".into(), d));
+                }
+                o
+            }
+            (401, Some(code)) => {
+                self.rec.end(PhaseStatus::Ok, detail);
+                if presenting {
+                    self.rec.instant(
+                        PhaseName::Auth,
+                        PhaseStatus::Fail,
+                        vec![("error_code".into(), json!(code))],
+                    );
+                    let mut o = Outcome::new(
+                        Status::Warn,
+                        Reason::AuthRejected,
+                        format!("the HTTPS path to DPS works, but DPS refused the registration's key (error {code})"),
+                    );
+                    o.auth = Some(AuthState::Rejected);
+                    o.fix = Some("check the ID scope, the registration id and the symmetric key (for a group enrollment, the device key derived from the group key)".into());
+                    o
+                } else {
+                    let mut o = Outcome::new(
+                        Status::Pass,
+                        Reason::Ok,
+                        format!("DPS answered an unauthenticated lookup with 401 (error {code}): the HTTPS path works"),
+                    );
+                    o.auth = Some(AuthState::Untested);
+                    o
+                }
+            }
+            (404, Some(code)) => {
+                self.rec.end(PhaseStatus::Ok, detail);
+                let mut o = Outcome::new(
+                    Status::Pass,
+                    Reason::Ok,
+                    format!("DPS answered 404 (error {code}): the HTTPS path works, but DPS knows no registration {} in scope {}", dps.registration_id, dps.id_scope),
+                );
+                o.auth = Some(AuthState::Untested);
+                o
+            }
+            _ => {
+                self.rec.end(PhaseStatus::Fail, detail);
+                return Ok(Outcome::new(
+                    Status::Fail,
+                    Reason::WrongService,
+                    format!("expected DPS's JSON answer to the status lookup, got {}: a proxy, captive portal or another service answered", answer.who()),
+                )
+                .with_fix(fix_for(Reason::WrongService, Protocol::Https, self.host, self.port).unwrap_or_default()));
+            }
+        };
+        o.clock_offset_secs = answer.clock_offset_secs();
+        if let Some(why) = unusable {
+            o.message
+                .push_str(&format!("; credentials not tested: {why}"));
+        }
+        Ok(o)
+    }
+
     async fn https(&self, io: BoxIo) -> Result<Outcome, Failure> {
+        if self.check.endpoint == Endpoint::Dps {
+            return self.dps_https(io).await;
+        }
         let device = self
             .s
             .identity

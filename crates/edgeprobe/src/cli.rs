@@ -63,6 +63,15 @@ pub struct CheckArgs {
     /// Private key (PEM) of the X.509 client certificate.
     #[arg(long, value_name = "PEM", requires = "x509_cert")]
     pub x509_key: Option<PathBuf>,
+    /// DPS ID scope: checks the Device Provisioning Service, and finds the device's hub from it.
+    #[arg(long, value_name = "SCOPE")]
+    pub id_scope: Option<String>,
+    /// DPS registration id (default: the device id).
+    #[arg(long, value_name = "ID")]
+    pub registration_id: Option<String>,
+    /// DPS endpoint (default global.azure-devices-provisioning.net).
+    #[arg(long, value_name = "HOST")]
+    pub dps_endpoint: Option<String>,
     /// Parent device of a nested edge device: upstream checks target it instead of IoT Hub.
     #[arg(long, value_name = "HOST")]
     pub parent_hostname: Option<String>,

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 use edgeprobe_core::catalog::{matches_pattern, Catalog, CheckDef, Vars};
 use edgeprobe_core::runner::{self, CheckResult, Plan, Planned, RunOptions};
 use edgeprobe_core::{Endpoint, Outcome, Protocol, Reason, Status, Vantage};
-use edgeprobe_iotedge::identity::{ConnectionString, Credentials, DeviceIdentity};
+use edgeprobe_iotedge::identity::{
+    ConnectionString, Credentials, DeviceIdentity, DpsIdentity, DPS_GLOBAL_ENDPOINT,
+};
 use edgeprobe_iotedge::secret::Secret;
 use edgeprobe_iotedge::verdict::{self, UpstreamProtocol};
 use edgeprobe_probes::dns::{Dns, Overrides};
@@ -26,6 +28,8 @@ use crate::{demo, AppError};
 
 /// Id of the derived check that judges the configured UpstreamProtocol.
 pub const CONFIG_UPSTREAM_ID: &str = "config-upstream-protocol";
+/// The DPS registration status lookup, which tells a DPS device its hub.
+const DPS_LOOKUP_ID: &str = "dps-https";
 /// Id of the derived check that compares the device clock with the services'.
 pub const CLOCK_ID: &str = "device-clock";
 
@@ -175,6 +179,7 @@ fn list(args: &ListArgs) -> Result<u8, AppError> {
 struct Inputs {
     vars: Vars,
     identity: Option<DeviceIdentity>,
+    dps: Option<DpsIdentity>,
     tls: TlsSettings,
     overrides: Overrides,
     proxy: Option<ProxyConfig>,
@@ -269,7 +274,41 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
             vars.insert(var.into(), v.clone());
         }
     }
-    if credentials.is_some() && device.is_none() {
+    let dps = match &args.id_scope {
+        Some(scope) => {
+            let registration_id = args
+                .registration_id
+                .clone()
+                .or_else(|| device.clone())
+                .ok_or_else(|| usage("--id-scope needs --registration-id (or --device-id)"))?;
+            let endpoint = args
+                .dps_endpoint
+                .as_deref()
+                .unwrap_or(DPS_GLOBAL_ENDPOINT)
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_owned();
+            if !is_host_name(&endpoint) || !is_host_name(scope) {
+                return Err(usage(format!(
+                    "--dps-endpoint {endpoint:?} / --id-scope {scope:?}: not usable names"
+                )));
+            }
+            vars.insert("dps_endpoint".into(), endpoint);
+            vars.insert("id_scope".into(), scope.clone());
+            vars.insert("registration_id".into(), registration_id.clone());
+            let key = match &credentials {
+                Some(Credentials::SasKey(k)) => Some(k.clone()),
+                _ => None,
+            };
+            Some(DpsIdentity {
+                id_scope: scope.clone(),
+                registration_id,
+                key,
+            })
+        }
+        None => None,
+    };
+    if credentials.is_some() && device.is_none() && dps.is_none() {
         return Err(usage(
             "--sas-key needs --device-id (or use --connection-string)",
         ));
@@ -303,6 +342,7 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
     Ok(Inputs {
         vars,
         identity,
+        dps,
         tls,
         overrides,
         proxy,
@@ -374,30 +414,90 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.timeout);
     let catalog = load_catalog(args.checks_dir.as_deref())?;
-    let inputs = gather(args)?;
-    let planned = plan(&catalog, args, &inputs.vars)?;
+    let mut inputs = gather(args)?;
+    // Validate --only/--skip and the catalog up front, before any probe runs.
+    plan(&catalog, args, &inputs.vars)?;
 
-    context.iothub_hostname = inputs.vars.get("iothub_hostname").cloned();
-    context.device_id = inputs.vars.get("device_id").cloned();
-    context.parent_hostname = inputs.vars.get("parent_hostname").cloned();
-    context.gateway_hostname = inputs.vars.get("gateway_hostname").cloned();
     context.proxy = inputs.proxy.as_ref().map(|p| p.redacted());
     context.configured_upstream_protocol = inputs.configured.map(|p| p.as_str().to_owned());
+    context.dps = inputs
+        .dps
+        .as_ref()
+        .map(|d| format!("{} at {}", d.id_scope, inputs.vars["dps_endpoint"]));
 
-    let prober = Prober::new(ProbeSettings {
-        dns: Dns::system(inputs.overrides),
-        tls: inputs.tls,
-        identity: inputs.identity,
-        proxy: inputs.proxy,
-        no_proxy: inputs.no_proxy,
-        no_auth: args.no_auth,
-    });
     let opts = RunOptions {
         deadline,
         concurrency: args.concurrency,
         vantage: Vantage::Host,
     };
-    let mut results = runner::run_all(planned, Arc::new(prober), &opts).await;
+    let prober = |inputs: &Inputs| {
+        Arc::new(Prober::new(ProbeSettings {
+            dns: Dns::system(inputs.overrides.clone()),
+            tls: inputs.tls.clone(),
+            identity: inputs.identity.clone(),
+            dps: inputs.dps.clone(),
+            proxy: inputs.proxy.clone(),
+            no_proxy: inputs.no_proxy.clone(),
+            no_auth: args.no_auth,
+        }))
+    };
+
+    // A DPS device learns its hub from DPS: look it up first (the status lookup, never a
+    // registration), then run everything else against the assigned hub. Other tools skip
+    // the hub checks on DPS devices; this is how we do not.
+    let mut results = Vec::new();
+    if inputs.dps.is_some()
+        && !inputs.vars.contains_key("iothub_hostname")
+        && selected(args, DPS_LOOKUP_ID)
+    {
+        let lookup: Vec<Planned> = plan(&catalog, args, &inputs.vars)?
+            .into_iter()
+            .filter(|p| p.def.id == DPS_LOOKUP_ID)
+            .collect();
+        results = runner::run_all(lookup, prober(&inputs), &opts).await;
+        let learned: Vec<(String, String)> = results
+            .iter()
+            .flat_map(|r| r.outcome.learned.clone())
+            .collect();
+        for (k, v) in learned {
+            inputs.vars.entry(k).or_insert(v);
+        }
+        if let (Some(hub), Some(device)) = (
+            inputs.vars.get("iothub_hostname"),
+            inputs.vars.get("device_id"),
+        ) {
+            context.notes.push(format!(
+                "DPS assigned this device to {hub} as {device}; the hub checks use that"
+            ));
+            let credentials = match inputs.dps.as_ref().and_then(|d| d.key.clone()) {
+                Some(key) => Credentials::SasKey(key),
+                None => Credentials::None,
+            };
+            inputs.identity = Some(DeviceIdentity {
+                hub: hub.clone(),
+                device_id: device.clone(),
+                credentials,
+            });
+        }
+    }
+    let rest: Vec<Planned> = plan(&catalog, args, &inputs.vars)?
+        .into_iter()
+        .filter(|p| !results.iter().any(|r: &CheckResult| r.def.id == p.def.id))
+        .collect();
+    results.extend(runner::run_all(rest, prober(&inputs), &opts).await);
+    // Keep catalog order whatever the stages were.
+    let order: Vec<&str> = catalog.checks().iter().map(|c| c.id.as_str()).collect();
+    results.sort_by_key(|r| {
+        order
+            .iter()
+            .position(|id| *id == r.def.id)
+            .unwrap_or(usize::MAX)
+    });
+
+    context.iothub_hostname = inputs.vars.get("iothub_hostname").cloned();
+    context.device_id = inputs.vars.get("device_id").cloned();
+    context.parent_hostname = inputs.vars.get("parent_hostname").cloned();
+    context.gateway_hostname = inputs.vars.get("gateway_hostname").cloned();
 
     // The upstream that matters: the gateway for a downstream device, the parent for a
     // nested device, IoT Hub otherwise.
