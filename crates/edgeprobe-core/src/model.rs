@@ -139,6 +139,7 @@ codes! {
         ClockSkew => "clock_skew",
         NotProxiable => "not_proxiable",
         NotConfigured => "not_configured",
+        ProxyMismatch => "proxy_mismatch",
     }
 }
 
@@ -172,6 +173,7 @@ impl Reason {
             Reason::ClockSkew => "the device clock is off",
             Reason::NotProxiable => "this protocol cannot use the HTTP proxy",
             Reason::NotConfigured => "not configured",
+            Reason::ProxyMismatch => "the runtime's components disagree about the proxy",
         }
     }
 }

@@ -35,6 +35,12 @@ pub enum Output {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct CheckArgs {
+    /// IoT Edge configuration to read (default: /etc/aziot/config.toml, else /etc/iotedge/config.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where system files (systemd units, /etc/docker/daemon.json) are read from; for tests.
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    pub system_root: PathBuf,
     /// IoT Hub host name, e.g. myhub.azure-devices.net.
     #[arg(long, value_name = "HOST")]
     pub iothub_hostname: Option<String>,

@@ -9,9 +9,11 @@ use std::time::{Duration, SystemTime};
 use edgeprobe_core::catalog::{matches_pattern, Catalog, CheckDef, Vars};
 use edgeprobe_core::runner::{self, CheckResult, Plan, Planned, RunOptions};
 use edgeprobe_core::{Endpoint, Outcome, Protocol, Reason, Status, Vantage};
+use edgeprobe_iotedge::config::{self, DpsAttestation, EdgeConfig, KeyMaterial, Provisioning};
 use edgeprobe_iotedge::identity::{
     ConnectionString, Credentials, DeviceIdentity, DpsIdentity, DPS_GLOBAL_ENDPOINT,
 };
+use edgeprobe_iotedge::proxy_sources;
 use edgeprobe_iotedge::secret::Secret;
 use edgeprobe_iotedge::verdict::{self, UpstreamProtocol};
 use edgeprobe_probes::dns::{Dns, Overrides};
@@ -30,6 +32,8 @@ use crate::{demo, AppError};
 pub const CONFIG_UPSTREAM_ID: &str = "config-upstream-protocol";
 /// The DPS registration status lookup, which tells a DPS device its hub.
 const DPS_LOOKUP_ID: &str = "dps-https";
+/// Id of the derived check that compares the proxy each runtime component uses.
+pub const PROXY_CONSISTENCY_ID: &str = "proxy-consistency";
 /// Id of the derived check that compares the device clock with the services'.
 pub const CLOCK_ID: &str = "device-clock";
 
@@ -43,7 +47,7 @@ struct Derived {
     from: &'static str,
 }
 
-const DERIVED: [Derived; 2] = [
+const DERIVED: [Derived; 3] = [
     Derived {
         id: CONFIG_UPSTREAM_ID,
         title: "Configured UpstreamProtocol works",
@@ -51,6 +55,14 @@ const DERIVED: [Derived; 2] = [
         protocol: Protocol::Config,
         required: true,
         from: "the iothub-* protocol checks",
+    },
+    Derived {
+        id: PROXY_CONSISTENCY_ID,
+        title: "The runtime's components agree on the proxy",
+        endpoint: Endpoint::Device,
+        protocol: Protocol::Config,
+        required: false,
+        from: "config.toml, the aziot systemd units and the Docker daemon's settings",
     },
     Derived {
         id: CLOCK_ID,
@@ -191,12 +203,35 @@ fn usage(msg: impl Into<String>) -> AppError {
     AppError::Usage(msg.into())
 }
 
-fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
+/// Reads the device's IoT Edge configuration: `--config`, else the default paths. A file
+/// named on the command line must load; a default one that cannot be read is fatal only
+/// when the flags do not say which hub to check.
+fn load_config(args: &CheckArgs, notes: &mut Vec<String>) -> Result<Option<EdgeConfig>, AppError> {
+    if let Some(path) = &args.config {
+        return config::load(path)
+            .map(Some)
+            .map_err(|e| usage(format!("--config: {e}")));
+    }
+    let Some(path) = config::find_default() else {
+        return Ok(None);
+    };
+    match config::load(&path) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if args.iothub_hostname.is_some() || args.connection_string.is_some() => {
+            notes.push(format!("the device configuration was not used: {e}"));
+            Ok(None)
+        }
+        Err(e) => Err(usage(e.to_string())),
+    }
+}
+
+fn gather(args: &CheckArgs, cfg: Option<&EdgeConfig>) -> Result<Inputs, AppError> {
     let mut vars = Vars::new();
     let mut hub = args.iothub_hostname.clone();
     let mut device = args.device_id.clone();
     let mut credentials = None;
     let mut gateway = args.gateway_hostname.clone();
+    let config_name = cfg.map(|c| c.source.clone()).unwrap_or_default();
 
     if let Some(cs) = &args.connection_string {
         let cs: ConnectionString = cs
@@ -217,19 +252,51 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
         credentials = Some(Credentials::SasKey(key));
     }
 
-    let bundle = match &args.trust_bundle {
+    let mut bundle = match &args.trust_bundle {
         Some(path) => {
             tls::load_pem_certs(path).map_err(|e| usage(format!("--trust-bundle: {e}")))?
         }
         None => Vec::new(),
     };
-    let bundle_name = args
+    let mut bundle_name = args
         .trust_bundle
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    // The runtime trusts trust_bundle_cert; so do we (beside --trust-bundle).
+    if let Some(path) = cfg.and_then(|c| c.trust_bundle_cert.as_ref()) {
+        bundle.extend(
+            tls::load_pem_certs(path)
+                .map_err(|e| usage(format!("{config_name}: trust_bundle_cert: {e}")))?,
+        );
+        bundle_name = path.display().to_string();
+    }
     let mut tls = TlsSettings::new(&bundle, &bundle_name, true)
         .map_err(|e| usage(format!("--trust-bundle: {e}")))?;
+    // Flags override the file: the configured identity counts only when no flag named one.
+    let flags_identity = hub.is_some() || device.is_some() || credentials.is_some();
+    if let (false, Some((h, d, creds))) = (flags_identity, cfg.and_then(|c| c.device_credentials()))
+    {
+        hub = Some(h);
+        device = Some(d);
+        credentials = Some(match creds {
+            Credentials::X509 { cert, key } => {
+                let loaded = tls::load_pem_certs(&cert)
+                    .and_then(|chain| Ok((chain, tls::load_private_key(&key)?)))
+                    .and_then(|(chain, pk)| tls.clone().with_client_cert(chain, pk));
+                match loaded {
+                    Ok(with_cert) => {
+                        tls = with_cert;
+                        Credentials::X509 { cert, key }
+                    }
+                    Err(e) => Credentials::Unavailable(format!(
+                        "the X.509 identity in {config_name} cannot be used: {e}"
+                    )),
+                }
+            }
+            other => other,
+        });
+    }
     if let (Some(cert), Some(key)) = (&args.x509_cert, &args.x509_key) {
         let chain = tls::load_pem_certs(cert).map_err(|e| usage(format!("--x509-cert: {e}")))?;
         let pk = tls::load_private_key(key).map_err(|e| usage(format!("--x509-key: {e}")))?;
@@ -274,17 +341,39 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
             vars.insert(var.into(), v.clone());
         }
     }
-    let dps = match &args.id_scope {
+    let (cfg_scope, cfg_registration, cfg_endpoint, cfg_key) = match cfg.map(|c| &c.provisioning) {
+        Some(Provisioning::Dps {
+            global_endpoint,
+            id_scope,
+            registration_id,
+            attestation,
+        }) => (
+            Some(id_scope.clone()),
+            registration_id.clone(),
+            Some(global_endpoint.clone()),
+            match attestation {
+                DpsAttestation::SymmetricKey {
+                    key: KeyMaterial::Available(k),
+                } => Some(k.clone()),
+                _ => None,
+            },
+        ),
+        _ => (None, None, None, None),
+    };
+    let dps = match args.id_scope.clone().or(cfg_scope) {
         Some(scope) => {
+            let scope = &scope;
             let registration_id = args
                 .registration_id
                 .clone()
+                .or(cfg_registration)
                 .or_else(|| device.clone())
                 .ok_or_else(|| usage("--id-scope needs --registration-id (or --device-id)"))?;
             let endpoint = args
                 .dps_endpoint
-                .as_deref()
-                .unwrap_or(DPS_GLOBAL_ENDPOINT)
+                .clone()
+                .or(cfg_endpoint)
+                .unwrap_or_else(|| DPS_GLOBAL_ENDPOINT.to_owned())
                 .trim_start_matches("https://")
                 .trim_end_matches('/')
                 .to_owned();
@@ -298,7 +387,7 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
             vars.insert("registration_id".into(), registration_id.clone());
             let key = match &credentials {
                 Some(Credentials::SasKey(k)) => Some(k.clone()),
-                _ => None,
+                _ => cfg_key,
             };
             Some(DpsIdentity {
                 id_scope: scope.clone(),
@@ -322,14 +411,31 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
         _ => None,
     };
 
+    // --proxy, else the config's agent https_proxy, else the environment (PRODUCT.md).
+    let config_proxy = format!("{config_name}: agent.env.https_proxy");
     let proxy_url = args
         .proxy
         .clone()
-        .or_else(|| std::env::var("HTTPS_PROXY").ok())
-        .or_else(|| std::env::var("https_proxy").ok())
-        .filter(|p| !p.trim().is_empty());
+        .map(|p| (p, "--proxy"))
+        .or_else(|| {
+            cfg.and_then(|c| c.https_proxy.as_ref())
+                .map(|p| (p.expose().to_owned(), config_proxy.as_str()))
+        })
+        .or_else(|| {
+            std::env::var("HTTPS_PROXY")
+                .ok()
+                .map(|p| (p, "HTTPS_PROXY"))
+        })
+        .or_else(|| {
+            std::env::var("https_proxy")
+                .ok()
+                .map(|p| (p, "https_proxy"))
+        })
+        .filter(|(p, _)| !p.trim().is_empty());
     let proxy = match proxy_url {
-        Some(url) => Some(ProxyConfig::parse(&url).map_err(|e| usage(format!("--proxy: {e}")))?),
+        Some((url, from)) => {
+            Some(ProxyConfig::parse(&url).map_err(|e| usage(format!("{from}: {e}")))?)
+        }
         None => None,
     };
     let no_proxy = std::env::var("NO_PROXY")
@@ -338,7 +444,15 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
     let configured = args
         .upstream_protocol
         .as_deref()
-        .and_then(UpstreamProtocol::parse);
+        .and_then(UpstreamProtocol::parse)
+        .or_else(|| cfg.and_then(|c| c.upstream_protocol_parsed()));
+    if let Some(raw) = cfg.and_then(|c| c.upstream_protocol.as_deref()) {
+        if UpstreamProtocol::parse(raw).is_none() {
+            return Err(usage(format!(
+                "{config_name}: agent.env.UpstreamProtocol {raw:?} is not one of Amqp, Mqtt, AmqpWs, MqttWs"
+            )));
+        }
+    }
     Ok(Inputs {
         vars,
         identity,
@@ -349,6 +463,30 @@ fn gather(args: &CheckArgs) -> Result<Inputs, AppError> {
         no_proxy,
         configured,
     })
+}
+
+/// Do edgeAgent, aziot-edged, aziot-identityd and the Docker daemon use the same proxy?
+/// A mismatch is the classic "the host works but the runtime does not".
+fn proxy_consistency(root: &std::path::Path, cfg: Option<&EdgeConfig>) -> Outcome {
+    let sources = proxy_sources::discover(root, cfg);
+    if sources.len() < 2 {
+        return Outcome::skip(
+            Reason::NotConfigured,
+            "fewer than two runtime components have readable proxy settings to compare",
+        );
+    }
+    let names: Vec<&str> = sources.iter().map(|s| s.component).collect();
+    let mismatches = proxy_sources::mismatches(&sources);
+    if mismatches.is_empty() {
+        return Outcome::new(
+            Status::Pass,
+            Reason::Ok,
+            format!("{} use the same proxy settings", names.join(", ")),
+        );
+    }
+    Outcome::new(Status::Warn, Reason::ProxyMismatch, mismatches.join("; ")).with_fix(
+        "give edgeAgent ([agent.env] https_proxy), aziot-edged and aziot-identityd (systemd Environment=https_proxy) and the Docker daemon (daemon.json proxies) the same proxy, then restart them",
+    )
 }
 
 fn is_host_name(h: &str) -> bool {
@@ -414,7 +552,14 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.timeout);
     let catalog = load_catalog(args.checks_dir.as_deref())?;
-    let mut inputs = gather(args)?;
+    let cfg = load_config(args, &mut context.notes)?;
+    let mut inputs = gather(args, cfg.as_ref())?;
+    if let Some(c) = &cfg {
+        context
+            .notes
+            .push(format!("read the device configuration from {}", c.source));
+        context.network = Some(c.moby_runtime.network.name.clone());
+    }
     // Validate --only/--skip and the catalog up front, before any probe runs.
     plan(&catalog, args, &inputs.vars)?;
 
@@ -522,6 +667,7 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
                 verdict::downstream_outcome(&verdict)
             }
             CONFIG_UPSTREAM_ID => verdict::configured_protocol_outcome(&verdict),
+            PROXY_CONSISTENCY_ID => proxy_consistency(&args.system_root, cfg.as_ref()),
             _ => edgeprobe_iotedge::clock::clock_outcome(&offsets),
         };
         results.push(CheckResult {
