@@ -7,6 +7,8 @@ mod bad_input;
 mod config;
 /// The deadline holds whatever the network does.
 mod deadline;
+/// The container vantage on a real Docker network.
+mod docker;
 /// DPS devices: DPS checks and the hub DPS assigned.
 mod dps;
 /// Every fault mode of the simulated hub, and the verdict it leads to.

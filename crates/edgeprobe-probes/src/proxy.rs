@@ -104,6 +104,24 @@ impl ProxyConfig {
         format!("{}://{user}{host}:{}", self.scheme, self.port)
     }
 
+    /// The URL with its credentials, for handing the proxy on to another process (the
+    /// container vantage) through its environment. Never print it.
+    pub fn url_with_credentials(&self) -> Secret {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+        let user = match (&self.username, &self.password) {
+            (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p.expose())),
+            (Some(u), None) => format!("{}@", enc(u)),
+            _ => String::new(),
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        Secret::new(format!("{}://{user}{host}:{}", self.scheme, self.port))
+    }
+
     fn basic_auth(&self) -> Option<String> {
         let user = self.username.as_ref()?;
         let pass = self.password.as_ref().map(|p| p.expose()).unwrap_or("");

@@ -243,3 +243,73 @@ impl Renderer for JsonRenderer {
 
 /// The JSON Schema of the report, shipped with the crate.
 pub const SCHEMA: &str = include_str!("../report.schema.json");
+
+impl Check {
+    /// Rebuilds an internal result from a report's check, e.g. one produced by a run inside a
+    /// container, so results from several vantages merge into one report. `None` when a code
+    /// is unknown to this version.
+    pub fn to_result(&self) -> Option<edgeprobe_core::runner::CheckResult> {
+        use edgeprobe_core::catalog::{CheckDef, Target};
+        use edgeprobe_core::{
+            AuthState, Endpoint, Outcome, Phase, PhaseName, PhaseStatus, Protocol, Reason, Status,
+            Vantage,
+        };
+        use std::time::Duration;
+        let ms = |v: f64| Duration::from_secs_f64((v.max(0.0)) / 1000.0);
+        let mut outcome = Outcome::new(
+            Status::from_code(&self.status)?,
+            Reason::from_code(&self.reason)?,
+            self.message.clone(),
+        );
+        outcome.fix = self.fix.clone();
+        outcome.auth = self.auth.as_deref().and_then(AuthState::from_code);
+        outcome.via_proxy = self.via_proxy;
+        outcome.also = self
+            .also
+            .iter()
+            .filter_map(|a| Reason::from_code(a))
+            .collect();
+        outcome.phases = self
+            .phases
+            .iter()
+            .filter_map(|p| {
+                Some(Phase {
+                    name: PhaseName::from_code(&p.name)?,
+                    status: PhaseStatus::from_code(&p.status)?,
+                    started: ms(p.started_ms),
+                    duration: ms(p.duration_ms),
+                    detail: p
+                        .detail
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                })
+            })
+            .collect();
+        let vantage = match self.vantage.strip_prefix("container:") {
+            Some(net) => Vantage::Container(net.to_owned()),
+            None => Vantage::Host,
+        };
+        Some(edgeprobe_core::runner::CheckResult {
+            def: CheckDef {
+                id: self.id.clone(),
+                title: self.title.clone(),
+                endpoint: Endpoint::from_code(&self.endpoint)?,
+                protocol: Protocol::from_code(&self.protocol)?,
+                host: self.host.clone().unwrap_or_default(),
+                port: self.port,
+                required: self.required,
+                requires: Vec::new(),
+                unless: Vec::new(),
+                source: "report".into(),
+            },
+            target: self.host.as_ref().map(|h| Target {
+                host: h.clone(),
+                port: self.port,
+            }),
+            vantage,
+            outcome,
+            duration: ms(self.duration_ms),
+        })
+    }
+}

@@ -179,6 +179,47 @@ impl Renderer for TextRenderer {
             }
         }
 
+        // Side by side when the checks ran from more than one vantage.
+        let mut vantages: Vec<&edgeprobe_core::Vantage> = Vec::new();
+        for r in &report.results {
+            if !vantages.contains(&&r.vantage) {
+                vantages.push(&r.vantage);
+            }
+        }
+        if vantages.len() > 1 {
+            out.push('\n');
+            let mut head = format!("{:<id_width$}", "check");
+            for v in &vantages {
+                head.push_str(&format!("  {:<28}", v.to_string()));
+            }
+            let _ = writeln!(out, "{}", paint(c, "1", head.trim_end()));
+            let mut seen: Vec<&str> = Vec::new();
+            for r in &report.results {
+                if seen.contains(&r.def.id.as_str()) {
+                    continue;
+                }
+                seen.push(&r.def.id);
+                let mut line = format!("{:<id_width$}", r.def.id);
+                for v in &vantages {
+                    let cell = report
+                        .results
+                        .iter()
+                        .find(|x| x.def.id == r.def.id && &x.vantage == *v)
+                        .map(|x| {
+                            let (word, _) = mark(x.outcome.status);
+                            if x.outcome.status == Status::Pass {
+                                word.to_owned()
+                            } else {
+                                format!("{word} {}", x.outcome.reason)
+                            }
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    line.push_str(&format!("  {cell:<28}"));
+                }
+                let _ = writeln!(out, "{}", line.trim_end());
+            }
+        }
+
         if report.verdict.tested() {
             out.push('\n');
             let _ = writeln!(

@@ -24,6 +24,47 @@ pub enum Command {
     List(ListArgs),
     /// Run `check` against a built-in simulated IoT Hub on loopback, with a path blocked.
     Demo(DemoArgs),
+    /// Serve the simulated IoT Hub until stdin closes (for tests and the network lab).
+    #[command(hide = true)]
+    ServeFixture(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The TLS name the hub presents.
+    #[arg(long, default_value = "testhub.azure-devices.net")]
+    pub hostname: String,
+    /// The IoT Hub name in usernames and tokens, when the server plays an edge gateway or parent.
+    #[arg(long)]
+    pub iothub_name: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Listen on 8883, 5671 and 443 instead of ephemeral ports.
+    #[arg(long)]
+    pub real_ports: bool,
+    /// A device the hub knows: ID:BASE64KEY (repeatable).
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// A fault: mqtt|amqp|https=closed|stall-after-accept|stall-after-tls|plain-http|wrong-service|untrusted-cert|wrong-name|expired-cert, mqtt-ws|amqp-ws=refuse-upgrade|wrong-subprotocol, credentials=reject.
+    #[arg(long)]
+    pub fault: Vec<String>,
+    /// Play DPS with this ID scope...
+    #[arg(long)]
+    pub dps_id_scope: Option<String>,
+    /// ...assigning devices to this hub.
+    #[arg(long)]
+    pub dps_assigned_hub: Option<String>,
+}
+
+/// Where checks run from.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum VantageChoice {
+    Host,
+    Container,
+    /// Both when the Docker engine answers and the network exists, else the host with a note.
+    #[default]
+    Both,
 }
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -111,6 +152,12 @@ pub struct CheckArgs {
     /// Prove every path without presenting credentials (the service's refusal is the proof).
     #[arg(long)]
     pub no_auth: bool,
+    /// Where to run the checks from: the host, a container on the IoT Edge Docker network, or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub vantage: VantageChoice,
+    /// The Docker network the modules use (default: moby_runtime.network, else azure-iot-edge).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,

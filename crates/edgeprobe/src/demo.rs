@@ -7,7 +7,7 @@ use edgeprobe_iotedge::secret::Secret;
 use edgeprobe_report::RunContext;
 use fixtures::{HubOptions, PortFault, SimulatedHub};
 
-use crate::cli::{CheckArgs, DemoArgs};
+use crate::cli::{CheckArgs, DemoArgs, VantageChoice};
 use crate::run::{check, emit, exit_code};
 use crate::AppError;
 
@@ -43,6 +43,9 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
         verbose: args.verbose,
         concurrency: 32,
         upstream_protocol: Some("Mqtt".into()),
+        // The simulated hub listens on loopback, which containers cannot reach.
+        vantage: VantageChoice::Host,
+        system_root: "/".into(),
         ..CheckArgs::default()
     };
     let context = RunContext {

@@ -8,6 +8,10 @@ mod cli;
 mod demo;
 /// `edgeprobe check` and `edgeprobe list`.
 mod run;
+/// `edgeprobe serve-fixture`: the simulated hub as a process, for tests and the lab.
+mod serve;
+/// The container vantage: the same checks from the IoT Edge Docker network.
+mod vantage;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -21,6 +25,8 @@ pub enum AppError {
     Usage(String),
     /// A bug or an environment we cannot work in: exit 3.
     Internal(String),
+    /// Ctrl-C: containers removed, exit 130.
+    Interrupted,
 }
 
 impl AppError {
@@ -28,6 +34,7 @@ impl AppError {
         match self {
             AppError::Usage(_) => 2,
             AppError::Internal(_) => 3,
+            AppError::Interrupted => 130,
         }
     }
 }
@@ -75,7 +82,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let (AppError::Usage(msg) | AppError::Internal(msg)) = &e;
+            let msg = match &e {
+                AppError::Usage(m) | AppError::Internal(m) => m.as_str(),
+                AppError::Interrupted => "interrupted",
+            };
             let _ = writeln!(std::io::stderr(), "edgeprobe: error: {msg}");
             ExitCode::from(e.code())
         }

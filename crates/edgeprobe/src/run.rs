@@ -26,7 +26,7 @@ use edgeprobe_report::{Renderer, RunContext, RunReport};
 use tokio::time::Instant;
 
 use crate::cli::{CheckArgs, Cli, Command, ListArgs, Output};
-use crate::{demo, AppError};
+use crate::{demo, vantage, AppError};
 
 /// Id of the derived check that judges the configured UpstreamProtocol.
 pub const CONFIG_UPSTREAM_ID: &str = "config-upstream-protocol";
@@ -100,6 +100,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         }
         Command::List(args) => list(&args),
         Command::Demo(args) => demo::run(&args).await,
+        Command::ServeFixture(args) => crate::serve::run(&args).await,
     }
 }
 
@@ -190,6 +191,8 @@ fn list(args: &ListArgs) -> Result<u8, AppError> {
 /// Everything `check` needs, validated.
 struct Inputs {
     vars: Vars,
+    /// The extra trusted roots as PEM, to hand on to the container vantage.
+    bundle_pem: String,
     identity: Option<DeviceIdentity>,
     dps: Option<DpsIdentity>,
     tls: TlsSettings,
@@ -453,8 +456,10 @@ fn gather(args: &CheckArgs, cfg: Option<&EdgeConfig>) -> Result<Inputs, AppError
             )));
         }
     }
+    let bundle_pem: String = bundle.iter().map(|c| tls::cert_info(c).pem).collect();
     Ok(Inputs {
         vars,
+        bundle_pem,
         identity,
         dps,
         tls,
@@ -590,53 +595,121 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
     // A DPS device learns its hub from DPS: look it up first (the status lookup, never a
     // registration), then run everything else against the assigned hub. Other tools skip
     // the hub checks on DPS devices; this is how we do not.
-    let mut results = Vec::new();
-    if inputs.dps.is_some()
-        && !inputs.vars.contains_key("iothub_hostname")
-        && selected(args, DPS_LOOKUP_ID)
-    {
-        let lookup: Vec<Planned> = plan(&catalog, args, &inputs.vars)?
-            .into_iter()
-            .filter(|p| p.def.id == DPS_LOOKUP_ID)
-            .collect();
-        results = runner::run_all(lookup, prober(&inputs), &opts).await;
-        let learned: Vec<(String, String)> = results
+    let side = vantage::prepare(args, cfg.as_ref(), &mut context.notes, deadline).await?;
+    let container_inputs = side.as_ref().map(|_| vantage::ContainerInputs {
+        vars: inputs
+            .vars
             .iter()
-            .flat_map(|r| r.outcome.learned.clone())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        credentials: inputs.identity.as_ref().map(|i| i.credentials.clone()),
+        sas_key: match inputs.identity.as_ref().map(|i| &i.credentials) {
+            Some(Credentials::SasKey(k)) => Some(k.expose().to_owned()),
+            _ => inputs
+                .dps
+                .as_ref()
+                .and_then(|d| d.key.as_ref())
+                .map(|k| k.expose().to_owned()),
+        },
+        trust_pem: inputs.bundle_pem.clone(),
+        proxy_url: inputs
+            .proxy
+            .as_ref()
+            .map(|p| p.url_with_credentials().expose().to_owned()),
+        no_proxy: inputs.no_proxy.clone(),
+        configured: inputs.configured.map(|p| p.as_str().to_owned()),
+    });
+    let notes = &mut context.notes;
+    let host = async {
+        let mut results = Vec::new();
+        if inputs.dps.is_some()
+            && !inputs.vars.contains_key("iothub_hostname")
+            && selected(args, DPS_LOOKUP_ID)
+        {
+            let lookup: Vec<Planned> = plan(&catalog, args, &inputs.vars)?
+                .into_iter()
+                .filter(|p| p.def.id == DPS_LOOKUP_ID)
+                .collect();
+            results = runner::run_all(lookup, prober(&inputs), &opts).await;
+            let learned: Vec<(String, String)> = results
+                .iter()
+                .flat_map(|r| r.outcome.learned.clone())
+                .collect();
+            for (k, v) in learned {
+                inputs.vars.entry(k).or_insert(v);
+            }
+            if let (Some(hub), Some(device)) = (
+                inputs.vars.get("iothub_hostname"),
+                inputs.vars.get("device_id"),
+            ) {
+                notes.push(format!(
+                    "DPS assigned this device to {hub} as {device}; the hub checks use that"
+                ));
+                let credentials = match inputs.dps.as_ref().and_then(|d| d.key.clone()) {
+                    Some(key) => Credentials::SasKey(key),
+                    None => Credentials::None,
+                };
+                inputs.identity = Some(DeviceIdentity {
+                    hub: hub.clone(),
+                    device_id: device.clone(),
+                    credentials,
+                });
+            }
+        }
+        let rest: Vec<Planned> = plan(&catalog, args, &inputs.vars)?
+            .into_iter()
+            .filter(|p| !results.iter().any(|r: &CheckResult| r.def.id == p.def.id))
             .collect();
-        for (k, v) in learned {
-            inputs.vars.entry(k).or_insert(v);
+        results.extend(runner::run_all(rest, prober(&inputs), &opts).await);
+        Ok::<_, AppError>(results)
+    };
+    let container = async {
+        match (&side, container_inputs) {
+            (Some(side), Some(ci)) => Some(vantage::run(side, args, ci, deadline).await),
+            _ => None,
         }
-        if let (Some(hub), Some(device)) = (
-            inputs.vars.get("iothub_hostname"),
-            inputs.vars.get("device_id"),
-        ) {
-            context.notes.push(format!(
-                "DPS assigned this device to {hub} as {device}; the hub checks use that"
-            ));
-            let credentials = match inputs.dps.as_ref().and_then(|d| d.key.clone()) {
-                Some(key) => Credentials::SasKey(key),
-                None => Credentials::None,
-            };
-            inputs.identity = Some(DeviceIdentity {
-                hub: hub.clone(),
-                device_id: device.clone(),
-                credentials,
-            });
+    };
+    let work = async { tokio::join!(host, container) };
+    let (host_results, container_outcome) = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => {
+            if let Some(side) = &side {
+                side.engine.cleanup().await;
+            }
+            return Err(AppError::Interrupted);
         }
+    };
+    if let Some(side) = &side {
+        // Wait for the probe container's removal before reporting.
+        side.engine.cleanup().await;
     }
-    let rest: Vec<Planned> = plan(&catalog, args, &inputs.vars)?
-        .into_iter()
-        .filter(|p| !results.iter().any(|r: &CheckResult| r.def.id == p.def.id))
-        .collect();
-    results.extend(runner::run_all(rest, prober(&inputs), &opts).await);
+    let mut results = host_results?;
+    let firewall = match &container_outcome {
+        Some(c) if c.error.is_none() => {
+            vantage::firewall_rules(Instant::now() + Duration::from_millis(300)).await
+        }
+        _ => Vec::new(),
+    };
+    let mut container_run = None;
+    if let Some(c) = container_outcome {
+        if let Some(e) = &c.error {
+            context
+                .notes
+                .push(format!("the container vantage failed: {e}"));
+        }
+        results.extend(c.results);
+        container_run = c.run;
+    }
     // Keep catalog order whatever the stages were.
     let order: Vec<&str> = catalog.checks().iter().map(|c| c.id.as_str()).collect();
     results.sort_by_key(|r| {
-        order
-            .iter()
-            .position(|id| *id == r.def.id)
-            .unwrap_or(usize::MAX)
+        (
+            order
+                .iter()
+                .position(|id| *id == r.def.id)
+                .unwrap_or(usize::MAX),
+            r.vantage.clone(),
+        )
     });
 
     context.iothub_hostname = inputs.vars.get("iothub_hostname").cloned();
@@ -678,10 +751,37 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
             duration: Duration::ZERO,
         });
     }
+    if let Some(side) = &side {
+        let mut derived = vec![(
+            vantage::DOCKER_NETWORK_ID,
+            vantage::network_outcome(side, cfg.as_ref(), container_run.as_ref()),
+        )];
+        if container_run.is_some() {
+            derived.push((
+                vantage::VANTAGE_COMPARE_ID,
+                vantage::compare_outcome(&results, side, container_run.as_ref(), &firewall),
+            ));
+        }
+        for (id, outcome) in derived {
+            if selected(args, id) {
+                results.push(CheckResult {
+                    def: vantage::def(id),
+                    target: None,
+                    vantage: side.vantage(),
+                    outcome,
+                    duration: Duration::ZERO,
+                });
+            }
+        }
+    }
+    let vantage_label = match &side {
+        Some(side) => format!("host+{}", side.vantage()),
+        None => Vantage::Host.to_string(),
+    };
     Ok(RunReport {
         started_at,
         duration: start.elapsed(),
-        vantage: Vantage::Host.to_string(),
+        vantage: vantage_label,
         context,
         results,
         verdict,

@@ -1,0 +1,371 @@
+//! The container vantage against the real Docker engine: the same checks from a container on
+//! a test-scoped bridge network, merged into one report, and a DOCKER-USER rule that breaks
+//! one port for the containers only — the "host works, modules do not" case.
+//!
+//! The hub runs as its own process in a network namespace behind the host, so traffic from
+//! the containers crosses the host's FORWARD chain exactly as it would to reach Azure.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use crate::support::{check, run, sh, Netns, DEVICE, HUB, KEY};
+
+/// The fixture process in its namespace, with the addresses it printed.
+struct RemoteHub {
+    child: Child,
+    mqtt: String,
+    amqp: String,
+    https: String,
+    ca_pem: String,
+}
+
+impl Drop for RemoteHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_remote_hub(ns: &Netns, ip: &str) -> RemoteHub {
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            crate::support::bin(),
+            "serve-fixture",
+            "--bind",
+            ip,
+        ])
+        .args(["--device", &format!("{DEVICE}:{KEY}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("serve-fixture starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve-fixture said {line:?}: {e}"));
+    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    RemoteHub {
+        mqtt: s("mqtt"),
+        amqp: s("amqp"),
+        https: s("https"),
+        ca_pem: s("ca_pem"),
+        child,
+    }
+}
+
+/// A Docker network for one test, removed on drop.
+struct DockerNet {
+    name: String,
+    subnet: String,
+}
+
+impl DockerNet {
+    fn new(tag: &str) -> DockerNet {
+        let name = format!("edgeprobe-e2e-{tag}-{}", std::process::id());
+        let _ = Command::new("docker")
+            .args(["network", "rm", &name])
+            .output();
+        sh(&["docker", "network", "create", "--driver", "bridge", &name]);
+        let out = Command::new("docker")
+            .args([
+                "network",
+                "inspect",
+                "-f",
+                "{{(index .IPAM.Config 0).Subnet}}",
+                &name,
+            ])
+            .output()
+            .unwrap();
+        let subnet = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        DockerNet { name, subnet }
+    }
+}
+
+impl Drop for DockerNet {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.name])
+            .output();
+    }
+}
+
+/// A veth pair from the host into the hub's namespace, with routes both ways.
+struct Link {
+    host_if: String,
+}
+
+impl Link {
+    fn new(ns: &Netns, host_ip: &str, ns_ip: &str) -> Link {
+        let host_if = format!("ep{}", std::process::id() % 100_000);
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+        sh(&[
+            "ip", "link", "add", &host_if, "type", "veth", "peer", "name", "eth-hub", "netns",
+            &ns.name,
+        ]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{host_ip}/30"),
+            "dev",
+            &host_if,
+        ]);
+        sh(&["ip", "link", "set", &host_if, "up"]);
+        ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{ns_ip}/30"),
+            "dev",
+            "eth-hub",
+        ]);
+        ns.exec(&["ip", "link", "set", "eth-hub", "up"]);
+        ns.exec(&["ip", "route", "add", "default", "via", host_ip]);
+        Link { host_if }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+    }
+}
+
+/// An iptables rule, deleted on drop.
+struct Rule(Vec<String>);
+
+impl Rule {
+    fn insert(chain: &str, spec: &[&str]) -> Rule {
+        let mut args = vec!["-I", chain];
+        args.extend_from_slice(spec);
+        let mut full = vec!["iptables"];
+        full.extend(args);
+        sh(&full);
+        Rule(
+            std::iter::once(chain.to_owned())
+                .chain(spec.iter().map(|s| s.to_string()))
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Rule {
+    fn drop(&mut self) {
+        let _ = Command::new("iptables").arg("-D").args(&self.0).output();
+    }
+}
+
+fn leftover_containers() -> String {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", "label=edgeprobe=1"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_caught() {
+    let ns = Netns::new("dockerhub");
+    let _link = Link::new(&ns, "10.213.7.1", "10.213.7.2");
+    let hub = start_remote_hub(&ns, "10.213.7.2");
+    let net = DockerNet::new("vantage");
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, &hub.ca_pem).unwrap();
+    let args = |timeout: &str| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "check",
+            "--iothub-hostname",
+            HUB,
+            "--device-id",
+            DEVICE,
+            "--sas-key",
+            KEY,
+            "--trust-bundle",
+            &bundle.display().to_string(),
+            "--timeout",
+            timeout,
+            "--output",
+            "json",
+            "--vantage",
+            "both",
+            "--network",
+            &net.name,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (port, addr) in [(8883, &hub.mqtt), (5671, &hub.amqp), (443, &hub.https)] {
+            a.extend(["--connect-to".into(), format!("{HUB}:{port}:{addr}")]);
+        }
+        a
+    };
+
+    let r = run(args("15")).await;
+    let rep = r.json();
+    let container = format!("container:{}", net.name);
+    assert_eq!(
+        rep.vantage,
+        format!("host+{container}"),
+        "notes: {:?}",
+        rep.context.notes
+    );
+    for id in [
+        "iothub-mqtt",
+        "iothub-amqp",
+        "iothub-mqtt-ws",
+        "iothub-amqp-ws",
+        "iothub-https",
+    ] {
+        let both: Vec<_> = rep.checks.iter().filter(|c| c.id == id).collect();
+        assert_eq!(both.len(), 2, "{id} from both vantages");
+        assert_eq!(both[0].vantage, "host");
+        assert_eq!(both[1].vantage, container);
+        for c in both {
+            assert_eq!(c.status, "pass", "{id} from {}: {}", c.vantage, c.message);
+        }
+    }
+    let netcheck = check(&rep, "docker-network");
+    assert_eq!(netcheck.status, "pass", "{}", netcheck.message);
+    assert!(
+        netcheck.message.contains(&net.subnet),
+        "{}",
+        netcheck.message
+    );
+    assert!(
+        netcheck.message.contains("127.0.0.11"),
+        "Docker's embedded DNS: {}",
+        netcheck.message
+    );
+    assert_eq!(check(&rep, "vantage-compare").status, "pass");
+    assert_eq!(r.code(), 0);
+    assert_eq!(
+        leftover_containers(),
+        "",
+        "every probe container is removed"
+    );
+
+    // The text report puts the two vantages side by side.
+    let mut text_args = args("15");
+    crate::support::set_arg(&mut text_args, "--output", "text");
+    let out = run(text_args).await.stdout();
+    let header = out
+        .lines()
+        .find(|l| l.starts_with("check "))
+        .unwrap_or_else(|| panic!("no side-by-side table:\n{out}"));
+    assert!(
+        header.contains("host") && header.contains(&container),
+        "{header}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("iothub-amqp ") && l.matches("PASS").count() == 2),
+        "{out}"
+    );
+
+    // Drop the network's AMQP traffic in DOCKER-USER: the host still passes, the modules cannot.
+    let amqp_port = hub.amqp.rsplit(':').next().unwrap().to_owned();
+    let _rule = Rule::insert(
+        "DOCKER-USER",
+        &[
+            "-s",
+            &net.subnet,
+            "-p",
+            "tcp",
+            "--dport",
+            &amqp_port,
+            "-j",
+            "DROP",
+        ],
+    );
+    let r = run(args("4")).await;
+    let rep = r.json();
+    let amqp: Vec<_> = rep
+        .checks
+        .iter()
+        .filter(|c| c.id == "iothub-amqp")
+        .collect();
+    assert_eq!(
+        (amqp[0].vantage.as_str(), amqp[0].status.as_str()),
+        ("host", "pass")
+    );
+    assert_eq!(
+        (amqp[1].status.as_str(), amqp[1].reason.as_str()),
+        ("fail", "tcp_timeout"),
+        "{}",
+        amqp[1].message
+    );
+    let cmp = check(&rep, "vantage-compare");
+    assert_eq!(cmp.status, "warn");
+    assert!(
+        cmp.message.contains("iothub-amqp") && cmp.message.contains("DOCKER-USER"),
+        "{}",
+        cmp.message
+    );
+    assert!(
+        cmp.message.contains(&format!("--dport {amqp_port}")),
+        "the rule is named: {}",
+        cmp.message
+    );
+    // Modules run in the container: Amqp does not work for them, whatever the host says.
+    assert!(!rep.upstream_protocols["Amqp"].works);
+    assert_eq!(
+        rep.recommendation.upstream_protocol.as_deref(),
+        Some("Mqtt")
+    );
+    assert_eq!(leftover_containers(), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_network_the_run_degrades_to_the_host_with_a_note() {
+    let r = run([
+        "check",
+        "--iothub-hostname",
+        HUB,
+        "--resolve",
+        &format!("{HUB}:127.0.0.1"),
+        "--timeout",
+        "1",
+        "--output",
+        "json",
+        "--no-auth",
+        "--network",
+        "no-such-network-edgeprobe",
+    ])
+    .await;
+    let rep = r.json();
+    assert_eq!(rep.vantage, "host");
+    assert!(
+        rep.context
+            .notes
+            .iter()
+            .any(|n| n.contains("host only") && n.contains("no-such-network-edgeprobe")),
+        "{:?}",
+        rep.context.notes
+    );
+    let r = run([
+        "check",
+        "--iothub-hostname",
+        HUB,
+        "--timeout",
+        "1",
+        "--vantage",
+        "container",
+        "--network",
+        "no-such-network-edgeprobe",
+    ])
+    .await;
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr().contains("--vantage container") && r.stderr().contains("does not exist"),
+        "{}",
+        r.stderr()
+    );
+}
