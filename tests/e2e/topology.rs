@@ -126,3 +126,181 @@ async fn a_nested_device_is_checked_against_its_parent_not_iot_hub() {
     );
     assert_eq!(check(&rep, "config-upstream-protocol").status, "fail");
 }
+
+/// A created (never started) container that publishes ports, as edgeHub's createOptions would,
+/// removed on drop with its image.
+struct FakeEdgeHub {
+    name: String,
+    image: String,
+}
+
+impl FakeEdgeHub {
+    fn create(publish: &[&str]) -> FakeEdgeHub {
+        let pid = std::process::id();
+        let name = format!("ep-edgehub-{pid}");
+        let image = format!("edgeprobe-test-empty:{pid}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("placeholder"), "edgeprobe test image\n").unwrap();
+        let tar = dir.path().join("rootfs.tar");
+        crate::support::sh(&[
+            "tar",
+            "-cf",
+            tar.to_str().unwrap(),
+            "-C",
+            dir.path().to_str().unwrap(),
+            "placeholder",
+        ]);
+        crate::support::sh(&["docker", "import", tar.to_str().unwrap(), &image]);
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &name])
+            .output();
+        let mut args = vec![
+            "create".to_owned(),
+            "--name".into(),
+            name.clone(),
+            "--label".into(),
+            "edgeprobe-test=1".into(),
+        ];
+        for p in publish {
+            args.extend(["-p".to_owned(), p.to_string()]);
+        }
+        args.extend([image.clone(), "/placeholder".into()]);
+        let a: Vec<&str> = std::iter::once("docker")
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        crate::support::sh(&a);
+        FakeEdgeHub { name, image }
+    }
+}
+
+impl Drop for FakeEdgeHub {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &self.image])
+            .output();
+    }
+}
+
+/// An INPUT rule on an interface that does not exist: visible to the gateway view, harmless
+/// to everything else on the machine. Deleted on drop.
+struct InputRule(Vec<String>);
+
+impl InputRule {
+    fn drop_port(port: u16) -> InputRule {
+        let spec: Vec<String> = [
+            "INPUT",
+            "-i",
+            "epnope0",
+            "-p",
+            "tcp",
+            "--dport",
+            &port.to_string(),
+            "-j",
+            "DROP",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut cmd = vec!["iptables", "-I"];
+        cmd.extend(spec.iter().map(String::as_str));
+        crate::support::sh(&cmd);
+        InputRule(spec)
+    }
+}
+
+impl Drop for InputRule {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("iptables")
+            .arg("-D")
+            .args(&self.0)
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_view_reads_edge_hubs_published_ports_the_firewall_and_port_holders() {
+    let (mqtt, amqp, https) = (18883u16, 15671u16, 18443u16);
+    let hub = FakeEdgeHub::create(&[
+        &format!("127.0.0.1:{mqtt}:8883"),
+        &format!("127.0.0.1:{amqp}:5671"),
+        &format!("127.0.0.1:{https}:443"),
+    ]);
+    let _rule = InputRule::drop_port(mqtt);
+    // Another program already listens where edgeHub wants 443.
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", https)).unwrap();
+    let r = run([
+        "check",
+        "--only",
+        "gateway-inbound,inbound-*",
+        "--output",
+        "json",
+        "--timeout",
+        "5",
+        "--edgehub-container",
+        &hub.name,
+    ])
+    .await;
+    let rep = r.json();
+    let m = check(&rep, "inbound-mqtt");
+    assert_eq!(
+        (m.status.as_str(), m.reason.as_str()),
+        ("fail", "tcp_timeout"),
+        "{}",
+        m.message
+    );
+    assert!(
+        m.message.contains(&format!("--dport {mqtt}")),
+        "the rule is named: {}",
+        m.message
+    );
+    let a = check(&rep, "inbound-amqp");
+    assert_eq!(a.status, "pass", "{}", a.message);
+    assert!(
+        a.message.contains(&format!("127.0.0.1:{amqp}")),
+        "{}",
+        a.message
+    );
+    let h = check(&rep, "inbound-https");
+    assert_eq!(
+        (h.status.as_str(), h.reason.as_str()),
+        ("fail", "wrong_service"),
+        "{}",
+        h.message
+    );
+    assert!(
+        h.message.contains("pid"),
+        "the holder is named: {}",
+        h.message
+    );
+    let s = check(&rep, "gateway-inbound");
+    assert_eq!(s.status, "pass");
+    assert!(
+        s.message.contains("1 of 3 inbound paths open (5671)"),
+        "{}",
+        s.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_without_published_edge_hub_ports_is_not_a_gateway() {
+    let r = run([
+        "check",
+        "--only",
+        "gateway-inbound",
+        "--output",
+        "json",
+        "--timeout",
+        "5",
+        "--edgehub-container",
+        "no-such-edgehub-container",
+    ])
+    .await;
+    let rep = r.json();
+    let s = check(&rep, "gateway-inbound");
+    assert_eq!(s.status, "pass");
+    assert!(s.message.starts_with("not a gateway"), "{}", s.message);
+    assert_eq!(rep.checks.len(), 1);
+}

@@ -315,3 +315,58 @@ mod tests {
         assert_eq!(parse_daemon_json("{}").unwrap(), DaemonJson::default());
     }
 }
+
+/// A port a container publishes on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// The port inside the container, e.g. 8883.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// The host address it is bound to (empty: all addresses).
+    pub host_ip: String,
+    pub host_port: Option<u16>,
+}
+
+/// The ports a container publishes (from its configuration, so a stopped container
+/// answers too); `None` when no container has that name.
+pub(crate) async fn published_ports(
+    engine: &Engine,
+    container: &str,
+    deadline: Instant,
+) -> Result<Option<Vec<PublishedPort>>, DockerError> {
+    let docker = &engine.shared().docker;
+    let inspected = match timeout_at(deadline, docker.inspect_container(container, None)).await {
+        Err(_) => return Err(DockerError::Timeout("inspecting the container")),
+        Ok(Err(e)) if is_not_found(&e) => return Ok(None),
+        Ok(Err(e)) => {
+            return Err(api(
+                &format!("inspecting container {container}"),
+                &engine.shared().uri,
+                e,
+            ))
+        }
+        Ok(Ok(c)) => c,
+    };
+    let bindings = inspected
+        .host_config
+        .and_then(|h| h.port_bindings)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (key, binds) in bindings {
+        let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let Ok(container_port) = port.parse::<u16>() else {
+            continue;
+        };
+        for b in binds.unwrap_or_default() {
+            out.push(PublishedPort {
+                container_port,
+                protocol: protocol.to_owned(),
+                host_ip: b.host_ip.unwrap_or_default(),
+                host_port: b.host_port.and_then(|p| p.parse().ok()),
+            });
+        }
+    }
+    out.sort_by_key(|p| (p.container_port, p.host_port));
+    Ok(Some(out))
+}

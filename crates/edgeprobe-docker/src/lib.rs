@@ -20,7 +20,7 @@ use bollard::{ClientVersion, Docker};
 use tokio::time::{timeout_at, Instant};
 
 pub use error::DockerError;
-pub use facts::{DaemonFacts, DaemonJson, DaemonProxies, IpamEntry, NetworkFacts};
+pub use facts::{DaemonFacts, DaemonJson, DaemonProxies, IpamEntry, NetworkFacts, PublishedPort};
 pub use image::{probe_reference, ProbeImage, PROBE_ENTRYPOINT, PROBE_REPOSITORY};
 pub use run::{ContainerRun, RunSpec};
 
@@ -220,6 +220,16 @@ impl Engine {
         deadline: Instant,
     ) -> Result<Option<NetworkFacts>, DockerError> {
         facts::network_facts(self, name, deadline).await
+    }
+
+    /// The ports `container` publishes on the host (its port bindings); `None` when no
+    /// container has that name. The gateway view reads edgeHub's this way.
+    pub async fn published_ports(
+        &self,
+        container: &str,
+        deadline: Instant,
+    ) -> Result<Option<Vec<PublishedPort>>, DockerError> {
+        facts::published_ports(self, container, deadline).await
     }
 
     /// Daemon-level facts: version, proxies from the info API, and `etc/docker/daemon.json`

@@ -155,6 +155,9 @@ pub struct CheckArgs {
     /// Where to run the checks from: the host, a container on the IoT Edge Docker network, or both.
     #[arg(long, value_enum, default_value = "both")]
     pub vantage: VantageChoice,
+    /// The edgeHub container whose published ports make this device a gateway.
+    #[arg(long, value_name = "NAME", default_value = "edgeHub", hide = true)]
+    pub edgehub_container: String,
     /// The Docker network the modules use (default: moby_runtime.network, else azure-iot-edge).
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,

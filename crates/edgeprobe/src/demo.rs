@@ -46,6 +46,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
         // The simulated hub listens on loopback, which containers cannot reach.
         vantage: VantageChoice::Host,
         system_root: "/".into(),
+        edgehub_container: "edgeHub".into(),
         ..CheckArgs::default()
     };
     let context = RunContext {

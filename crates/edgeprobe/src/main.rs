@@ -6,6 +6,8 @@
 mod cli;
 /// `edgeprobe demo`: the simulated hub and a check against it.
 mod demo;
+/// The gateway view: edgeHub's inbound ports on this device.
+mod gateway_view;
 /// `edgeprobe check` and `edgeprobe list`.
 mod run;
 /// `edgeprobe serve-fixture`: the simulated hub as a process, for tests and the lab.

@@ -26,7 +26,7 @@ use edgeprobe_report::{Renderer, RunContext, RunReport};
 use tokio::time::Instant;
 
 use crate::cli::{CheckArgs, Cli, Command, ListArgs, Output};
-use crate::{demo, vantage, AppError};
+use crate::{demo, gateway_view, vantage, AppError};
 
 /// Id of the derived check that judges the configured UpstreamProtocol.
 pub const CONFIG_UPSTREAM_ID: &str = "config-upstream-protocol";
@@ -36,6 +36,16 @@ const DPS_LOOKUP_ID: &str = "dps-https";
 pub const PROXY_CONSISTENCY_ID: &str = "proxy-consistency";
 /// Id of the derived check that compares the device clock with the services'.
 pub const CLOCK_ID: &str = "device-clock";
+
+/// Checks produced outside the catalog (the container vantage and the gateway view).
+const OTHER_IDS: [&str; 6] = [
+    vantage::DOCKER_NETWORK_ID,
+    vantage::VANTAGE_COMPARE_ID,
+    gateway_view::GATEWAY_INBOUND_ID,
+    "inbound-mqtt",
+    "inbound-amqp",
+    "inbound-https",
+];
 
 /// A check computed from the results of the others.
 struct Derived {
@@ -518,7 +528,8 @@ fn plan(catalog: &Catalog, args: &CheckArgs, vars: &Vars) -> Result<Vec<Planned>
     let ids = catalog.ids();
     for p in args.only.iter().chain(&args.skip) {
         let known = ids.iter().any(|id| matches_pattern(p, id))
-            || DERIVED.iter().any(|d| matches_pattern(p, d.id));
+            || DERIVED.iter().any(|d| matches_pattern(p, d.id))
+            || OTHER_IDS.iter().any(|id| matches_pattern(p, id));
         if !known {
             return Err(usage(format!(
                 "--only/--skip: {p:?} matches no check (see `edgeprobe list`)"
@@ -768,6 +779,27 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
                     def: vantage::def(id),
                     target: None,
                     vantage: side.vantage(),
+                    outcome,
+                    duration: Duration::ZERO,
+                });
+            }
+        }
+    }
+    if selected(args, gateway_view::GATEWAY_INBOUND_ID) {
+        let uri = cfg.as_ref().and_then(|c| c.moby_runtime.uri.clone());
+        let view = gateway_view::checks(
+            uri.as_deref(),
+            &args.edgehub_container,
+            &args.system_root.join("proc"),
+            deadline + runner::GRACE,
+        )
+        .await;
+        for (def, outcome) in view {
+            if selected(args, &def.id) {
+                results.push(CheckResult {
+                    def,
+                    target: None,
+                    vantage: Vantage::Host,
                     outcome,
                     duration: Duration::ZERO,
                 });

@@ -266,7 +266,8 @@ pub async fn run(
     let results = report
         .checks
         .iter()
-        .filter(|c| c.protocol != "config" && c.protocol != "time")
+        // Network probes only: derived checks and local facts are the host's to compute.
+        .filter(|c| c.endpoint != "device" && c.protocol != "config" && c.protocol != "time")
         .filter_map(|c| c.to_result())
         .map(|mut r| {
             r.vantage = vantage.clone();
