@@ -3,6 +3,8 @@
 
 /// Bad flags and files: exit 2 with one line naming the culprit.
 mod bad_input;
+/// Support bundles and atomic report files.
+mod bundle;
 /// The device's own IoT Edge configuration as input.
 mod config;
 /// The deadline holds whatever the network does.

@@ -268,6 +268,8 @@ pub struct Outcome {
     pub also: Vec<Reason>,
     /// Values the check learned that other checks can use (e.g. the hub DPS assigned).
     pub learned: Vec<(String, String)>,
+    /// The TLS chain the endpoint presented, as PEM (kept for support bundles, not in JSON).
+    pub certificates: Vec<String>,
 }
 
 impl Outcome {
@@ -284,6 +286,7 @@ impl Outcome {
             clock_offset_secs: None,
             also: Vec::new(),
             learned: Vec::new(),
+            certificates: Vec::new(),
         }
     }
 

@@ -370,3 +370,18 @@ pub(crate) async fn published_ports(
     out.sort_by_key(|p| (p.container_port, p.host_port));
     Ok(Some(out))
 }
+
+/// The engine's own inspect output for a network, as JSON (for support bundles).
+pub(crate) async fn network_inspect_json(
+    engine: &Engine,
+    name: &str,
+    deadline: Instant,
+) -> Result<Option<String>, DockerError> {
+    let docker = &engine.shared().docker;
+    match timeout_at(deadline, docker.inspect_network(name, None)).await {
+        Err(_) => Err(DockerError::Timeout("inspecting the Docker network")),
+        Ok(Err(e)) if is_not_found(&e) => Ok(None),
+        Ok(Err(e)) => Err(api(&format!("inspecting network {name}"), &engine.shared().uri, e)),
+        Ok(Ok(n)) => Ok(Some(serde_json::to_string_pretty(&n).unwrap_or_default())),
+    }
+}

@@ -222,6 +222,15 @@ impl Engine {
         facts::network_facts(self, name, deadline).await
     }
 
+    /// The engine's inspect output for a network, as JSON; `None` when it does not exist.
+    pub async fn network_inspect_json(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<String>, DockerError> {
+        facts::network_inspect_json(self, name, deadline).await
+    }
+
     /// The ports `container` publishes on the host (its port bindings); `None` when no
     /// container has that name. The gateway view reads edgeHub's this way.
     pub async fn published_ports(

@@ -116,10 +116,13 @@ impl Job<'_> {
     async fn run(&self) -> Outcome {
         let protocol = self.check.protocol;
         let use_proxy = protocol.proxiable() && self.proxy().is_some();
-        let mut outcome = match self.walk(use_proxy).await {
+        let mut tls_facts = TlsFacts::default();
+        let mut outcome = match self.walk(use_proxy, &mut tls_facts).await {
             Ok(o) => o,
             Err(failure) => self.failed(failure),
         };
+        // The chain the endpoint presented, trusted or not: support bundles keep it.
+        outcome.certificates = tls_facts.chain.into_iter().map(|c| c.pem).collect();
         outcome.via_proxy = use_proxy;
         // Mqtt and Amqp never use the proxy: say so when they fail, beside the cause.
         if let Some(p) = self.proxy() {
@@ -211,9 +214,8 @@ impl Job<'_> {
         }
     }
 
-    async fn walk(&self, use_proxy: bool) -> Result<Outcome, Failure> {
+    async fn walk(&self, use_proxy: bool, facts: &mut TlsFacts) -> Result<Outcome, Failure> {
         let io = self.transport(use_proxy).await?;
-        let mut facts = TlsFacts::default();
         let tls: BoxIo = Box::new(
             tls::handshake(
                 io,
@@ -221,7 +223,7 @@ impl Job<'_> {
                 &self.s.tls,
                 self.rec,
                 self.deadline,
-                &mut facts,
+                facts,
             )
             .await?,
         );

@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the checks that apply and print the report.
     Check(Box<CheckArgs>),
+    /// Run the checks and write a support bundle (report, TLS chains, redacted configuration, network facts).
+    Bundle(Box<BundleArgs>),
     /// List the check catalog.
     List(ListArgs),
     /// Run `check` against a built-in simulated IoT Hub on loopback, with a path blocked.
@@ -164,6 +166,9 @@ pub struct CheckArgs {
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+    /// Write the report (for `bundle`: the bundle) to FILE, atomically; `-` for stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output_file: Option<String>,
     /// Show every phase with its duration and details.
     #[arg(long, short)]
     pub verbose: bool,
@@ -176,6 +181,13 @@ pub struct CheckArgs {
     /// The UpstreamProtocol the device is configured with (normally read from its configuration).
     #[arg(long, value_name = "PROTOCOL", value_parser = ["Amqp", "Mqtt", "AmqpWs", "MqttWs"])]
     pub upstream_protocol: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BundleArgs {
+    /// The check to run; `-o FILE` says where the bundle (.tar.gz) goes (`-` for stdout).
+    #[command(flatten)]
+    pub check: CheckArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -2,6 +2,8 @@
 //! the report. It owns exit codes (PRODUCT.md): 0 the device can run, 1 it cannot,
 //! 2 usage or configuration error, 3 internal error.
 
+/// `edgeprobe bundle`: the report and the facts a support engineer asks for, secrets redacted.
+mod bundle;
 /// Clap definitions of every command and flag.
 mod cli;
 /// `edgeprobe demo`: the simulated hub and a check against it.

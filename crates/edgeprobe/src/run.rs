@@ -105,26 +105,67 @@ pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
     match cli.command {
         Command::Check(args) => {
             let report = check(&args, RunContext::default()).await?;
-            emit(&report, args.output, args.verbose)?;
+            match args.output_file.as_deref() {
+                Some(path) if path != "-" => {
+                    let text = render(&report, args.output, args.verbose, false);
+                    write_atomically(path, text.as_bytes())?;
+                }
+                _ => emit(&report, args.output, args.verbose)?,
+            }
             Ok(exit_code(&report, args.warnings_as_errors))
         }
         Command::List(args) => list(&args),
         Command::Demo(args) => demo::run(&args).await,
+        Command::Bundle(args) => crate::bundle::run(&args).await,
         Command::ServeFixture(args) => crate::serve::run(&args).await,
     }
 }
 
+/// Renders the report in a format; colour only when asked.
+pub fn render(report: &RunReport, output: Output, verbose: bool, color: bool) -> String {
+    match output {
+        Output::Json => JsonRenderer.render(report),
+        Output::Text => TextRenderer { color, verbose }.render(report),
+    }
+}
+
+/// Writes `bytes` to `path` so that a reader never sees half a file and nothing the user
+/// had is lost to a failed write: a temporary file next to it, then a rename. `-` is stdout.
+pub fn write_atomically(path: &str, bytes: &[u8]) -> Result<(), AppError> {
+    if path == "-" {
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(bytes).and_then(|_| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(AppError::Internal(format!("cannot write to stdout: {e}"))),
+        };
+    }
+    let target = std::path::Path::new(path);
+    if target.is_dir() {
+        return Err(usage(format!("-o {path}: is a directory")));
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "edgeprobe".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, target));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(usage(format!("-o {path}: cannot write: {e}")));
+    }
+    Ok(())
+}
+
 /// Writes the report to stdout.
 pub fn emit(report: &RunReport, output: Output, verbose: bool) -> Result<(), AppError> {
-    let text = match output {
-        Output::Json => JsonRenderer.render(report),
-        Output::Text => {
-            let stdout = std::io::stdout();
-            let color =
-                stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            TextRenderer { color, verbose }.render(report)
-        }
-    };
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let text = render(report, output, verbose, color);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
@@ -563,7 +604,31 @@ fn plan(catalog: &Catalog, args: &CheckArgs, vars: &Vars) -> Result<Vec<Planned>
 }
 
 /// Runs `check` and returns the report.
-pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunReport, AppError> {
+/// What a run leaves for a support bundle besides the report.
+#[derive(Default)]
+pub struct RunFacts {
+    /// The configuration file that was read.
+    pub config: Option<EdgeConfig>,
+    /// The container's /etc/resolv.conf, when the container vantage ran.
+    pub container_resolv_conf: Option<String>,
+    /// The Docker network's inspect output, when the engine answered.
+    pub network_inspect: Option<String>,
+    /// Every secret the run knew, to scrub from anything collected.
+    pub secrets: Vec<Secret>,
+}
+
+/// Runs `check` and returns the report.
+pub async fn check(args: &CheckArgs, context: RunContext) -> Result<RunReport, AppError> {
+    check_with_facts(args, context)
+        .await
+        .map(|(report, _)| report)
+}
+
+/// Runs `check` and returns the report with the facts a support bundle needs.
+pub async fn check_with_facts(
+    args: &CheckArgs,
+    mut context: RunContext,
+) -> Result<(RunReport, RunFacts), AppError> {
     let started_at = SystemTime::now();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.timeout);
@@ -810,12 +875,49 @@ pub async fn check(args: &CheckArgs, mut context: RunContext) -> Result<RunRepor
         Some(side) => format!("host+{}", side.vantage()),
         None => Vantage::Host.to_string(),
     };
-    Ok(RunReport {
-        started_at,
-        duration: start.elapsed(),
-        vantage: vantage_label,
-        context,
-        results,
-        verdict,
-    })
+    let mut secrets: Vec<Secret> = Vec::new();
+    if let Some(Credentials::SasKey(k)) = inputs.identity.as_ref().map(|i| &i.credentials) {
+        secrets.push(k.clone());
+    }
+    if let Some(k) = inputs.dps.as_ref().and_then(|d| d.key.clone()) {
+        secrets.push(k);
+    }
+    if let Some(p) = inputs.proxy.as_ref().and_then(|p| p.password.clone()) {
+        secrets.push(p);
+    }
+    for raw in [&args.sas_key, &args.connection_string]
+        .into_iter()
+        .flatten()
+    {
+        secrets.push(Secret::new(raw.clone()));
+    }
+    if let Some(c) = &cfg {
+        secrets.extend(c.secrets().into_iter().cloned());
+    }
+    let network_inspect = match &side {
+        Some(side) => side
+            .engine
+            .network_inspect_json(&side.network, Instant::now() + Duration::from_millis(500))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let facts = RunFacts {
+        config: cfg,
+        container_resolv_conf: container_run.as_ref().and_then(|r| r.resolv_conf.clone()),
+        network_inspect,
+        secrets,
+    };
+    Ok((
+        RunReport {
+            started_at,
+            duration: start.elapsed(),
+            vantage: vantage_label,
+            context,
+            results,
+            verdict,
+        },
+        facts,
+    ))
 }

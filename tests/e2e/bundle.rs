@@ -1,0 +1,180 @@
+//! Support bundles: one file with the reports and the facts support asks for, and not one
+//! secret in any of its files — tested in a failing scenario, where messages are richest.
+
+use std::io::Read;
+
+use fixtures::{HubFaults, PortFault};
+
+use crate::support::{run, Hub, DEVICE, HUB, KEY};
+
+const PROXY_PASSWORD: &str = "bundle-proxy-pw-4711";
+const REGISTRY_PASSWORD: &str = "bundle-registry-pw-0815";
+
+/// Every file of a .tar.gz bundle: (path, contents).
+fn unpack(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut out = Vec::new();
+    for entry in archive.entries().expect("a tar.gz") {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut text = String::new();
+        entry.read_to_string(&mut text).unwrap();
+        out.push((path, text));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_from_a_failing_run_holds_the_facts_and_no_secret() {
+    let faults = HubFaults {
+        mqtt: PortFault::UntrustedCert,
+        reject_credentials: true,
+        ..HubFaults::default()
+    };
+    let hub = Hub::start(faults).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "trust_bundle_cert = \"file://{}\"\n[provisioning]\nsource = \"manual\"\n\
+             connection_string = \"HostName={HUB};DeviceId={DEVICE};SharedAccessKey={KEY}\"\n\
+             [agent.config.auth]\nserveraddress = \"myacr.azurecr.io\"\nusername = \"u\"\npassword = \"{REGISTRY_PASSWORD}\"\n\
+             [agent.env]\nhttps_proxy = \"http://alice:{PROXY_PASSWORD}@127.0.0.1:9\"\nUpstreamProtocol = \"Mqtt\"\n",
+            hub.bundle.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("support.tar.gz");
+    let mut args = vec![
+        "bundle".to_owned(),
+        "--config".into(),
+        config.display().to_string(),
+        "--timeout".into(),
+        "5".into(),
+        "--vantage".into(),
+        "host".into(),
+        "-o".into(),
+        out.display().to_string(),
+    ];
+    args.extend(hub.hub.connect_to_args());
+    let r = run(args).await;
+    assert_eq!(
+        r.code(),
+        1,
+        "the device cannot run (Mqtt is configured and untrusted): {}",
+        r.stderr()
+    );
+    assert!(r.stdout().is_empty(), "the bundle goes to the file");
+    let files = unpack(&std::fs::read(&out).unwrap());
+    let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+    for want in [
+        "manifest.json",
+        "report.json",
+        "report.txt",
+        "config/config.toml",
+        "host/resolv.conf",
+        "tls/iothub-mqtt.pem",
+        "tls/iothub-amqp.pem",
+    ] {
+        assert!(
+            names.contains(&format!("edgeprobe-bundle/{want}").as_str()),
+            "{want} missing from {names:?}"
+        );
+    }
+    for (path, text) in &files {
+        for secret in [
+            KEY,
+            PROXY_PASSWORD,
+            REGISTRY_PASSWORD,
+            "SharedAccessSignature",
+            "sig=",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{path} contains {secret:?}:\n{text}"
+            );
+        }
+    }
+    let get = |p: &str| &files.iter().find(|(n, _)| n.ends_with(p)).unwrap().1;
+    // The intercepted chain is kept, so support sees who signed it.
+    assert!(get("tls/iothub-mqtt.pem").contains("BEGIN CERTIFICATE"));
+    let config = get("config/config.toml");
+    assert!(
+        config.contains("SharedAccessKey=<redacted>") && config.contains("alice:<redacted>@"),
+        "{config}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(get("manifest.json")).unwrap();
+    let entries = manifest["files"].as_array().unwrap();
+    assert!(entries
+        .iter()
+        .all(|e| e["collected_by"].is_string() && e["status"].is_string()));
+    let container = entries
+        .iter()
+        .find(|e| e["path"] == "container/resolv.conf")
+        .unwrap();
+    assert_eq!(container["status"], "unavailable");
+    assert!(container["reason"]
+        .as_str()
+        .unwrap()
+        .contains("container vantage"));
+    let report: edgeprobe_report::json::JsonReport =
+        serde_json::from_str(get("report.json")).unwrap();
+    assert_eq!(
+        report.context.configured_upstream_protocol.as_deref(),
+        Some("Mqtt")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_can_go_to_stdout_and_needs_a_destination() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let mut args = vec![
+        "bundle".to_owned(),
+        "--vantage".into(),
+        "host".into(),
+        "-o".into(),
+        "-".into(),
+    ];
+    args.extend(hub.args(5.0).into_iter().skip(1));
+    let r = run(args).await;
+    let files = unpack(&r.output.stdout);
+    assert!(files.iter().any(|(p, _)| p.ends_with("report.json")));
+    let r = run(["bundle", "--iothub-hostname", HUB]).await;
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().contains("-o FILE"), "{}", r.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_file_replaces_the_report_atomically() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    std::fs::write(&path, "previous report").unwrap();
+    let mut args = hub.args(5.0);
+    args.extend(["--output-file".into(), path.display().to_string()]);
+    let r = run(args).await;
+    assert!(r.stdout().is_empty());
+    let written: edgeprobe_report::json::JsonReport =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(written.schema_version, 1);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left behind");
+    // A destination that cannot be written is a usage error naming it, and nothing is lost.
+    let mut args = hub.args(5.0);
+    args.extend([
+        "--output-file".into(),
+        "/nonexistent-dir/report.json".into(),
+    ]);
+    let r = run(args).await;
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr().contains("/nonexistent-dir/report.json"),
+        "{}",
+        r.stderr()
+    );
+}
