@@ -159,3 +159,70 @@ async fn demo_runs_as_the_readme_says() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_and_the_man_page_come_from_the_clap_definitions() {
+    let bash = run(["completions", "bash"]).await;
+    assert_eq!(bash.code(), 0);
+    assert!(
+        bash.stdout().contains("--iothub-hostname") && bash.stdout().contains("complete -F"),
+        "{}",
+        bash.stdout()
+    );
+    let man = run(["man"]).await;
+    assert_eq!(man.code(), 0);
+    assert!(
+        man.stdout().starts_with(".ie") || man.stdout().contains(".TH edgeprobe"),
+        "{}",
+        man.stdout()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quiet_prints_nothing_and_keeps_the_exit_code() {
+    let faults = HubFaults {
+        https: PortFault::Closed,
+        ..HubFaults::default()
+    };
+    let hub = Hub::start(faults).await;
+    let mut args = hub.args(5.0);
+    args.push("--quiet".into());
+    let r = run(args).await;
+    assert_eq!(r.code(), 1, "HTTPS is required and closed");
+    assert!(
+        r.stdout().is_empty() && r.stderr().is_empty(),
+        "{}{}",
+        r.stdout(),
+        r.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_progress_indicator_appears_on_a_terminal_only_when_a_run_is_slow() {
+    let faults = HubFaults {
+        mqtt: PortFault::StallAfterTls,
+        ..HubFaults::default()
+    };
+    let hub = Hub::start(faults).await;
+    let mut args = hub.args(2.5);
+    crate::support::set_arg(&mut args, "--output", "text");
+    // `script` gives the binary a terminal; its transcript holds what the terminal showed.
+    let line = std::iter::once(crate::support::bin().to_owned())
+        .chain(args.iter().map(|a| format!("'{a}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("script (util-linux) runs");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("checks done"),
+        "no progress on a terminal:\n{shown}"
+    );
+    // Piped (the other tests), there is none.
+    let piped = run(hub.args(2.5)).await;
+    assert!(!piped.stderr().contains("checks done"));
+}

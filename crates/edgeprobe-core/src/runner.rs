@@ -60,6 +60,8 @@ pub struct CheckResult {
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub deadline: Instant,
+    /// Counts finished checks, for a progress indicator.
+    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
     /// Most probes in flight at once.
     pub concurrency: usize,
     pub vantage: Vantage,
@@ -76,7 +78,13 @@ pub async fn run_all(
         .map(|(index, planned)| {
             let probe = Arc::clone(&probe);
             let opts = opts.clone();
-            async move { (index, run_one(planned, probe.as_ref(), &opts).await) }
+            async move {
+                let result = run_one(planned, probe.as_ref(), &opts).await;
+                if let Some(p) = &opts.progress {
+                    p.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                (index, result)
+            }
         })
         .buffer_unordered(limit)
         .collect()
@@ -202,6 +210,7 @@ mod tests {
         let start = Instant::now();
         let opts = RunOptions {
             deadline: start + Duration::from_secs(5),
+            progress: None,
             concurrency: 64,
             vantage: Vantage::Host,
         };

@@ -381,7 +381,11 @@ pub(crate) async fn network_inspect_json(
     match timeout_at(deadline, docker.inspect_network(name, None)).await {
         Err(_) => Err(DockerError::Timeout("inspecting the Docker network")),
         Ok(Err(e)) if is_not_found(&e) => Ok(None),
-        Ok(Err(e)) => Err(api(&format!("inspecting network {name}"), &engine.shared().uri, e)),
+        Ok(Err(e)) => Err(api(
+            &format!("inspecting network {name}"),
+            &engine.shared().uri,
+            e,
+        )),
         Ok(Ok(n)) => Ok(Some(serde_json::to_string_pretty(&n).unwrap_or_default())),
     }
 }

@@ -217,15 +217,7 @@ impl Job<'_> {
     async fn walk(&self, use_proxy: bool, facts: &mut TlsFacts) -> Result<Outcome, Failure> {
         let io = self.transport(use_proxy).await?;
         let tls: BoxIo = Box::new(
-            tls::handshake(
-                io,
-                self.host,
-                &self.s.tls,
-                self.rec,
-                self.deadline,
-                facts,
-            )
-            .await?,
+            tls::handshake(io, self.host, &self.s.tls, self.rec, self.deadline, facts).await?,
         );
         match self.check.protocol {
             Protocol::Mqtt => self.mqtt(tls).await,

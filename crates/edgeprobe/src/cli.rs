@@ -26,6 +26,13 @@ pub enum Command {
     List(ListArgs),
     /// Run `check` against a built-in simulated IoT Hub on loopback, with a path blocked.
     Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// Serve the simulated IoT Hub until stdin closes (for tests and the network lab).
     #[command(hide = true)]
     ServeFixture(ServeArgs),
@@ -172,6 +179,9 @@ pub struct CheckArgs {
     /// Show every phase with its duration and details.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Print no report and no progress: the exit code says it all (errors still go to stderr).
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
     /// Exit 1 on warnings too.
     #[arg(long)]
     pub warnings_as_errors: bool,

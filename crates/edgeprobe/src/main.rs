@@ -10,6 +10,8 @@ mod cli;
 mod demo;
 /// The gateway view: edgeHub's inbound ports on this device.
 mod gateway_view;
+/// A progress indicator on a terminal.
+mod progress;
 /// `edgeprobe check` and `edgeprobe list`.
 mod run;
 /// `edgeprobe serve-fixture`: the simulated hub as a process, for tests and the lab.

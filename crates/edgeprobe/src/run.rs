@@ -110,6 +110,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
                     let text = render(&report, args.output, args.verbose, false);
                     write_atomically(path, text.as_bytes())?;
                 }
+                _ if args.quiet => {}
                 _ => emit(&report, args.output, args.verbose)?,
             }
             Ok(exit_code(&report, args.warnings_as_errors))
@@ -117,6 +118,22 @@ pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         Command::List(args) => list(&args),
         Command::Demo(args) => demo::run(&args).await,
         Command::Bundle(args) => crate::bundle::run(&args).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "edgeprobe", &mut out);
+            write_atomically("-", &out)?;
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| AppError::Internal(format!("cannot render the man page: {e}")))?;
+            write_atomically("-", &out)?;
+            Ok(0)
+        }
         Command::ServeFixture(args) => crate::serve::run(&args).await,
     }
 }
@@ -651,8 +668,12 @@ pub async fn check_with_facts(
         .as_ref()
         .map(|d| format!("{} at {}", d.id_scope, inputs.vars["dps_endpoint"]));
 
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let total = plan(&catalog, args, &inputs.vars)?.len();
+    let progress = crate::progress::Progress::start(done.clone(), total, deadline, !args.quiet);
     let opts = RunOptions {
         deadline,
+        progress: Some(done),
         concurrency: args.concurrency,
         vantage: Vantage::Host,
     };
@@ -759,6 +780,7 @@ pub async fn check_with_facts(
         // Wait for the probe container's removal before reporting.
         side.engine.cleanup().await;
     }
+    progress.finish().await;
     let mut results = host_results?;
     let firewall = match &container_outcome {
         Some(c) if c.error.is_none() => {
