@@ -2,7 +2,7 @@
 # Installs what the test suite needs from Debian's packages. Idempotent: skips what is there.
 set -euo pipefail
 need=()
-for cmd_pkg in "ip:iproute2" "iptables:iptables" "squid:squid" "tinyproxy:tinyproxy" "openssl:openssl" "unshare:util-linux"; do
+for cmd_pkg in "ip:iproute2" "iptables:iptables" "squid:squid" "tinyproxy:tinyproxy" "openssl:openssl" "unshare:util-linux" "chromium:chromium"; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

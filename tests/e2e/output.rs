@@ -226,3 +226,60 @@ async fn a_progress_indicator_appears_on_a_terminal_only_when_a_run_is_slow() {
     let piped = run(hub.args(2.5)).await;
     assert!(!piped.stderr().contains("checks done"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn junit_and_prometheus_outputs_parse_with_real_parsers() {
+    let faults = HubFaults {
+        mqtt: PortFault::Closed,
+        ..HubFaults::default()
+    };
+    let hub = Hub::start(faults).await;
+    let json = run(hub.args(5.0)).await.json();
+
+    let mut args = hub.args(5.0);
+    crate::support::set_arg(&mut args, "--output", "junit");
+    let xml = run(args).await.stdout();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("not XML ({e}):\n{xml}"));
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), json.checks.len(), "one testcase per check");
+    let mqtt = cases
+        .iter()
+        .find(|c| {
+            c.attribute("name")
+                .is_some_and(|n| n.starts_with("iothub-mqtt "))
+        })
+        .expect("a testcase for iothub-mqtt");
+    let failure = mqtt
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("iothub-mqtt failed");
+    assert_eq!(failure.attribute("type"), Some("tcp_refused"));
+
+    let mut args = hub.args(5.0);
+    crate::support::set_arg(&mut args, "--output", "prometheus");
+    let text = run(args).await.stdout();
+    let exposition = openmetrics_parser::prometheus::parse_prometheus(&text)
+        .unwrap_or_else(|e| panic!("unparsable exposition: {e:?}\n{text}"));
+    for family in [
+        "edgeprobe_check_success",
+        "edgeprobe_phase_duration_seconds",
+        "edgeprobe_upstream_protocol_works",
+        "edgeprobe_run_duration_seconds",
+    ] {
+        assert!(
+            exposition.families.contains_key(family),
+            "{family} missing:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("edgeprobe_upstream_protocol_works{protocol=\"Mqtt\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edgeprobe_upstream_protocol_works{protocol=\"Amqp\"} 1"),
+        "{text}"
+    );
+}

@@ -1,9 +1,16 @@
 //! Renderers for a finished run. The public JSON has its own `Serialize` types
 //! ([`json`]), so the schema (`report.schema.json`) is explicit and internal types can
-//! change freely. Colour and terminal decisions live only in the text renderer.
+//! change freely. Colour and terminal decisions live only in the text renderer. The JUnit,
+//! Prometheus and HTML renderers serve CI pipelines, fleet dashboards and support engineers.
 
+/// One self-contained HTML page with timing waterfalls, for support engineers.
+pub mod html;
 /// The JSON report, schema_version 1.
 pub mod json;
+/// JUnit XML, one test case per check, for CI pipelines.
+pub mod junit;
+/// Prometheus text exposition for node_exporter's textfile collector.
+pub mod prometheus;
 /// The text report for people.
 pub mod text;
 
@@ -70,6 +77,9 @@ impl RunReport {
 pub enum OutputFormat {
     Text,
     Json,
+    Junit,
+    Prometheus,
+    Html,
 }
 
 /// Renders a report in a format.

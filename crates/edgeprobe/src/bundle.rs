@@ -147,6 +147,11 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
         .render(&report)),
     );
     add(
+        "report.html",
+        "edgeprobe check --output html (self-contained: verdict table and a timing waterfall per check)",
+        Ok(edgeprobe_report::html::HtmlRenderer.render(&report)),
+    );
+    add(
         "edgeprobe-version.txt",
         "built in",
         Ok(format!("edgeprobe {}\n", env!("CARGO_PKG_VERSION"))),

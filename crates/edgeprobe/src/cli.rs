@@ -81,6 +81,12 @@ pub enum Output {
     #[default]
     Text,
     Json,
+    /// JUnit XML, one testcase per check, for CI pipelines.
+    Junit,
+    /// node_exporter textfile format, for fleet dashboards.
+    Prometheus,
+    /// One self-contained HTML page with a timing waterfall per check.
+    Html,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -62,7 +62,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
     let report = check(&check_args, context).await;
     let _ = std::fs::remove_file(&bundle);
     let report = report?;
-    emit(&report, args.output, args.verbose)?;
+    emit(&report, &check_args)?;
     // The blocked path is the point of the demo: it succeeded if the report shows exactly
     // that (MQTT refused, Amqp recommended), whatever the device's exit code would be.
     let expected = report

@@ -20,7 +20,10 @@ use edgeprobe_probes::dns::{Dns, Overrides};
 use edgeprobe_probes::proxy::ProxyConfig;
 use edgeprobe_probes::tls::{self, TlsSettings};
 use edgeprobe_probes::{ProbeSettings, Prober};
+use edgeprobe_report::html::HtmlRenderer;
 use edgeprobe_report::json::JsonRenderer;
+use edgeprobe_report::junit::JunitRenderer;
+use edgeprobe_report::prometheus::PrometheusRenderer;
 use edgeprobe_report::text::TextRenderer;
 use edgeprobe_report::{Renderer, RunContext, RunReport};
 use tokio::time::Instant;
@@ -107,11 +110,11 @@ pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
             let report = check(&args, RunContext::default()).await?;
             match args.output_file.as_deref() {
                 Some(path) if path != "-" => {
-                    let text = render(&report, args.output, args.verbose, false);
+                    let text = render(&report, &args, false);
                     write_atomically(path, text.as_bytes())?;
                 }
                 _ if args.quiet => {}
-                _ => emit(&report, args.output, args.verbose)?,
+                _ => emit(&report, &args)?,
             }
             Ok(exit_code(&report, args.warnings_as_errors))
         }
@@ -139,10 +142,20 @@ pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
 }
 
 /// Renders the report in a format; colour only when asked.
-pub fn render(report: &RunReport, output: Output, verbose: bool, color: bool) -> String {
-    match output {
+pub fn render(report: &RunReport, args: &CheckArgs, color: bool) -> String {
+    match args.output {
         Output::Json => JsonRenderer.render(report),
-        Output::Text => TextRenderer { color, verbose }.render(report),
+        Output::Text => TextRenderer {
+            color,
+            verbose: args.verbose,
+        }
+        .render(report),
+        Output::Junit => JunitRenderer {
+            warnings_as_errors: args.warnings_as_errors,
+        }
+        .render(report),
+        Output::Prometheus => PrometheusRenderer.render(report),
+        Output::Html => HtmlRenderer.render(report),
     }
 }
 
@@ -179,10 +192,10 @@ pub fn write_atomically(path: &str, bytes: &[u8]) -> Result<(), AppError> {
 }
 
 /// Writes the report to stdout.
-pub fn emit(report: &RunReport, output: Output, verbose: bool) -> Result<(), AppError> {
+pub fn emit(report: &RunReport, args: &CheckArgs) -> Result<(), AppError> {
     let color = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let text = render(report, output, verbose, color);
+    let text = render(report, args, color);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
