@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use crate::support::{check, run, sh, Netns, DEVICE, HUB, KEY};
+use crate::support::{check, run, sh, IptablesRule, Netns, DEVICE, HUB, KEY};
 
 /// The fixture process in its namespace, with the addresses it printed.
 struct RemoteHub {
@@ -26,7 +26,7 @@ impl Drop for RemoteHub {
     }
 }
 
-fn start_remote_hub(ns: &Netns, ip: &str) -> RemoteHub {
+fn start_remote_hub(ns: &Netns, ip: &str, faults: &[&str]) -> RemoteHub {
     let mut child = Command::new("ip")
         .args([
             "netns",
@@ -38,6 +38,7 @@ fn start_remote_hub(ns: &Netns, ip: &str) -> RemoteHub {
             ip,
         ])
         .args(["--device", &format!("{DEVICE}:{KEY}")])
+        .args(faults.iter().flat_map(|f| ["--fault", f]))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -100,8 +101,8 @@ struct Link {
 }
 
 impl Link {
-    fn new(ns: &Netns, host_ip: &str, ns_ip: &str) -> Link {
-        let host_if = format!("ep{}", std::process::id() % 100_000);
+    fn new(ns: &Netns, tag: char, host_ip: &str, ns_ip: &str) -> Link {
+        let host_if = format!("ep{tag}{}", std::process::id() % 100_000);
         let _ = Command::new("ip").args(["link", "del", &host_if]).output();
         sh(&[
             "ip", "link", "add", &host_if, "type", "veth", "peer", "name", "eth-hub", "netns",
@@ -138,33 +139,17 @@ impl Drop for Link {
     }
 }
 
-/// An iptables rule, deleted on drop.
-struct Rule(Vec<String>);
-
-impl Rule {
-    fn insert(chain: &str, spec: &[&str]) -> Rule {
-        let mut args = vec!["-I", chain];
-        args.extend_from_slice(spec);
-        let mut full = vec!["iptables"];
-        full.extend(args);
-        sh(&full);
-        Rule(
-            std::iter::once(chain.to_owned())
-                .chain(spec.iter().map(|s| s.to_string()))
-                .collect(),
-        )
-    }
-}
-
-impl Drop for Rule {
-    fn drop(&mut self) {
-        let _ = Command::new("iptables").arg("-D").args(&self.0).output();
-    }
-}
-
-fn leftover_containers() -> String {
+fn leftover_containers(network: &str) -> String {
     let out = Command::new("docker")
-        .args(["ps", "-a", "-q", "--filter", "label=edgeprobe=1"])
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            "label=edgeprobe=1",
+            "--filter",
+        ])
+        .arg(format!("network={network}"))
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -173,8 +158,8 @@ fn leftover_containers() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_caught() {
     let ns = Netns::new("dockerhub");
-    let _link = Link::new(&ns, "10.213.7.1", "10.213.7.2");
-    let hub = start_remote_hub(&ns, "10.213.7.2");
+    let _link = Link::new(&ns, 'v', "10.213.7.1", "10.213.7.2");
+    let hub = start_remote_hub(&ns, "10.213.7.2", &[]);
     let net = DockerNet::new("vantage");
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("ca.pem");
@@ -247,7 +232,7 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
     assert_eq!(check(&rep, "vantage-compare").status, "pass");
     assert_eq!(r.code(), 0);
     assert_eq!(
-        leftover_containers(),
+        leftover_containers(&net.name),
         "",
         "every probe container is removed"
     );
@@ -272,7 +257,7 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
 
     // Drop the network's AMQP traffic in DOCKER-USER: the host still passes, the modules cannot.
     let amqp_port = hub.amqp.rsplit(':').next().unwrap().to_owned();
-    let _rule = Rule::insert(
+    let _rule = IptablesRule::insert(
         "DOCKER-USER",
         &[
             "-s",
@@ -320,7 +305,7 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
         rep.recommendation.upstream_protocol.as_deref(),
         Some("Mqtt")
     );
-    assert_eq!(leftover_containers(), "");
+    assert_eq!(leftover_containers(&net.name), "");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -367,5 +352,74 @@ async fn without_the_network_the_run_degrades_to_the_host_with_a_note() {
         r.stderr().contains("--vantage container") && r.stderr().contains("does not exist"),
         "{}",
         r.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_removes_the_probe_container_and_exits_130() {
+    let ns = Netns::new("dockerint");
+    let _link = Link::new(&ns, 'i', "10.213.8.1", "10.213.8.2");
+    // Every service stalls after TLS: the container's run lasts until its deadline.
+    let hub = start_remote_hub(
+        &ns,
+        "10.213.8.2",
+        &[
+            "mqtt=stall-after-tls",
+            "amqp=stall-after-tls",
+            "https=stall-after-tls",
+        ],
+    );
+    let net = DockerNet::new("interrupt");
+    let mut args: Vec<String> = [
+        "check",
+        "--iothub-hostname",
+        HUB,
+        "--no-auth",
+        "--timeout",
+        "60",
+        "--output",
+        "json",
+        "--vantage",
+        "container",
+        "--network",
+        &net.name,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (port, addr) in [(8883, &hub.mqtt), (5671, &hub.amqp), (443, &hub.https)] {
+        args.extend(["--connect-to".into(), format!("{HUB}:{port}:{addr}")]);
+    }
+    let mut child = tokio::process::Command::new(crate::support::bin())
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (polling the engine, bounded) until the probe container exists, then interrupt.
+    let started = std::time::Instant::now();
+    while leftover_containers(&net.name).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no probe container appeared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    sh(&["kill", "-INT", &pid]);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(25), child.wait_with_output())
+        .await
+        .expect("edgeprobe exits promptly after Ctrl-C")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        leftover_containers(&net.name),
+        "",
+        "the probe container was removed"
     );
 }

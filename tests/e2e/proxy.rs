@@ -4,7 +4,7 @@
 
 use fixtures::HubFaults;
 
-use crate::support::{check, run, run_env, set_arg, sh, Hub, HUB};
+use crate::support::{check, run, run_env, set_arg, Hub, IptablesRule, HUB};
 use crate::thirdparty::{self, ProxyOptions, Server};
 
 const PROXIED: [&str; 3] = ["iothub-mqtt-ws", "iothub-amqp-ws", "iothub-https"];
@@ -25,15 +25,11 @@ fn proxy_url(p: &Server, creds: Option<(&str, &str)>) -> String {
 }
 
 /// Drops root's own direct connections to the hub's address, leaving the proxy (which runs
-/// as another user) free: a network where only the proxy gets out. Removed on drop.
-struct DirectEgressBlocked {
-    rule: Vec<String>,
-}
-
-impl DirectEgressBlocked {
-    fn new(ip: &str) -> Self {
-        let rule: Vec<String> = [
-            "OUTPUT",
+/// as another user) free: a network where only the proxy gets out.
+fn block_direct_egress(ip: &str) -> IptablesRule {
+    IptablesRule::insert(
+        "OUTPUT",
+        &[
             "-d",
             ip,
             "-p",
@@ -44,23 +40,8 @@ impl DirectEgressBlocked {
             "0",
             "-j",
             "DROP",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut cmd = vec!["iptables", "-I"];
-        cmd.extend(rule.iter().map(String::as_str));
-        sh(&cmd);
-        DirectEgressBlocked { rule }
-    }
-}
-
-impl Drop for DirectEgressBlocked {
-    fn drop(&mut self) {
-        let mut cmd = vec!["-D".to_owned()];
-        cmd.extend(self.rule.iter().cloned());
-        let _ = std::process::Command::new("iptables").args(cmd).status();
-    }
+        ],
+    )
 }
 
 fn assert_no_password(label: &str, text: &str) {
@@ -232,7 +213,7 @@ async fn on_a_proxy_only_network_only_the_websocket_protocols_work_and_amqp_ws_i
     let ip = "127.0.20.5";
     let hub = Hub::start_real_ports(HubFaults::default(), ip).await;
     let squid = thirdparty::squid(&options(&hub, false));
-    let _blocked = DirectEgressBlocked::new(ip);
+    let _blocked = block_direct_egress(ip);
     let mut args = hub.args_real_ports(3.0);
     args.extend(["--proxy".into(), proxy_url(&squid, None)]);
     let r = run(args).await;

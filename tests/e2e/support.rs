@@ -256,3 +256,30 @@ pub fn sh(cmd: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An iptables rule, inserted at the top of its chain and deleted on drop (also when the
+/// test panics).
+pub struct IptablesRule(Vec<String>);
+
+impl IptablesRule {
+    /// `iptables -I CHAIN SPEC...`.
+    pub fn insert(chain: &str, spec: &[&str]) -> IptablesRule {
+        let mut cmd = vec!["iptables", "-I", chain];
+        cmd.extend_from_slice(spec);
+        sh(&cmd);
+        IptablesRule(
+            std::iter::once(chain.to_owned())
+                .chain(spec.iter().map(|s| s.to_string()))
+                .collect(),
+        )
+    }
+}
+
+impl Drop for IptablesRule {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("iptables")
+            .arg("-D")
+            .args(&self.0)
+            .output();
+    }
+}

@@ -185,13 +185,11 @@ impl Drop for FakeEdgeHub {
 }
 
 /// An INPUT rule on an interface that does not exist: visible to the gateway view, harmless
-/// to everything else on the machine. Deleted on drop.
-struct InputRule(Vec<String>);
-
-impl InputRule {
-    fn drop_port(port: u16) -> InputRule {
-        let spec: Vec<String> = [
-            "INPUT",
+/// to everything else on the machine.
+fn drop_inbound(port: u16) -> crate::support::IptablesRule {
+    crate::support::IptablesRule::insert(
+        "INPUT",
+        &[
             "-i",
             "epnope0",
             "-p",
@@ -200,24 +198,8 @@ impl InputRule {
             &port.to_string(),
             "-j",
             "DROP",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut cmd = vec!["iptables", "-I"];
-        cmd.extend(spec.iter().map(String::as_str));
-        crate::support::sh(&cmd);
-        InputRule(spec)
-    }
-}
-
-impl Drop for InputRule {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("iptables")
-            .arg("-D")
-            .args(&self.0)
-            .output();
-    }
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -228,7 +210,7 @@ async fn the_gateway_view_reads_edge_hubs_published_ports_the_firewall_and_port_
         &format!("127.0.0.1:{amqp}:5671"),
         &format!("127.0.0.1:{https}:443"),
     ]);
-    let _rule = InputRule::drop_port(mqtt);
+    let _rule = drop_inbound(mqtt);
     // Another program already listens where edgeHub wants 443.
     let _squatter = std::net::TcpListener::bind(("127.0.0.1", https)).unwrap();
     let r = run([

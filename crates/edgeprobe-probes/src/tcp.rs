@@ -84,7 +84,17 @@ pub async fn connect(
                     Ok(Ok(stream)) => {
                         let _ = stream.set_nodelay(true);
                         attempts.push(json!({"address": addr.to_string(), "result": "connected", "ms": ms}));
-                        rec.end(PhaseStatus::Ok, vec![("address".into(), json!(addr.to_string())), ("attempts".into(), json!(attempts))]);
+                        let mut detail = vec![("address".into(), json!(addr.to_string())), ("attempts".into(), json!(attempts))];
+                        // IPv4 won although IPv6 was tried first: IPv6 resolves but does not
+                        // work (common when a Docker network enables IPv6 without a route).
+                        let v6_tried = order[..next].iter().any(|a| a.is_ipv6());
+                        let status = if addr.is_ipv4() && v6_tried {
+                            detail.push(("ipv6".into(), json!("IPv6 addresses were tried first and did not connect; IPv4 did")));
+                            PhaseStatus::Warn
+                        } else {
+                            PhaseStatus::Ok
+                        };
+                        rec.end(status, detail);
                         return Ok((stream, addr));
                     }
                     Ok(Err(e)) => {
