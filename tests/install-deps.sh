@@ -2,7 +2,9 @@
 # Installs what the test suite needs from Debian's packages. Idempotent: skips what is there.
 set -euo pipefail
 need=()
-for cmd_pkg in "ip:iproute2" "iptables:iptables" "squid:squid" "tinyproxy:tinyproxy" "openssl:openssl" "unshare:util-linux" "chromium:chromium"; do
+for cmd_pkg in "ip:iproute2" "iptables:iptables" "squid:squid" "tinyproxy:tinyproxy" "openssl:openssl" "unshare:util-linux" "chromium:chromium" \
+    "dnsmasq:dnsmasq-base" "mosquitto:mosquitto" "mosquitto_passwd:mosquitto" "nginx:nginx-light" \
+    "rabbitmq-server:rabbitmq-server" "epmd:erlang-base"; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

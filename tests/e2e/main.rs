@@ -15,6 +15,8 @@ mod docker;
 mod dps;
 /// Every fault mode of the simulated hub, and the verdict it leads to.
 mod faults;
+/// The network lab: Debian's dnsmasq, mosquitto, nginx, squid and RabbitMQ behind a router namespace.
+mod lab;
 /// JSON schema, golden text, and `list`/`demo`.
 mod output;
 /// Real squid and tinyproxy between edgeprobe and the hub.

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Benchmarks for BENCHMARKS.md (run by `make bench`; needs root). Everything stays on this
+# machine: the simulated hub (`edgeprobe serve-fixture`) listens in a "cloud" network
+# namespace, edgeprobe and the standard tools run in a "device" namespace, and a "router"
+# namespace between them delays every forwarded packet by 25 ms each way (a 50 ms RTT) with
+# tests/bench/nfq-delay on NFQUEUE, since this kernel has no sch_netem.
+#
+#   EDGEPROBE=path   the binary to measure (default target/release/edgeprobe)
+#   RUNS=n           repetitions per timing, the median is reported (default 5)
+#   OUT=file         also write the results as markdown there (default target/bench-latest.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EP=$(realpath "${EDGEPROBE:-target/release/edgeprobe}")
+RUNS=${RUNS:-5}
+OUT=${OUT:-target/bench-latest.md}
+DELAY_MS=25
+HUB=testhub.azure-devices.net
+DEV=dev-1
+KEY=c2VjcmV0LWtleS1mb3ItZWRnZXByb2JlLXRlc3RzLTE=
+CLOUD=10.30.2.2
+
+[ "$(id -u)" = 0 ] || { echo "bench.sh needs root (network namespaces, iptables)"; exit 2; }
+[ -x "$EP" ] || { echo "no edgeprobe binary at $EP (make release)"; exit 2; }
+
+need=()
+for cmd_pkg in "mosquitto_pub:mosquitto-clients" "curl:curl" "openssl:openssl" "iptables:iptables" "/usr/bin/time:time" "python3:python3"; do
+  cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
+fi
+
+echo "building tests/bench/nfq-delay ..." >&2
+cargo build -q --release --manifest-path tests/bench/nfq-delay/Cargo.toml \
+  --target-dir "${BENCH_TARGET_DIR:-target/bench}"
+DELAYER=$(realpath "${BENCH_TARGET_DIR:-target/bench}")/release/nfq-delay
+
+# --- the lab: device -- router (delay) -- cloud ------------------------------------------
+tag=$$
+D=epb-dev-$tag R=epb-rtr-$tag C=epb-cld-$tag
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for n in "$D" "$R" "$C"; do ip netns del "$n" 2>/dev/null || true; done
+  rm -rf "/etc/netns/$D" "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+for n in "$D" "$R" "$C"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+ip -n "$R" link add r-dev type veth peer name eth0 netns "$D"
+ip -n "$R" link add r-cloud type veth peer name eth0 netns "$C"
+ip -n "$R" addr add 10.30.1.1/24 dev r-dev
+ip -n "$R" addr add 10.30.2.1/24 dev r-cloud
+ip -n "$R" link set r-dev up; ip -n "$R" link set r-cloud up
+ip netns exec "$R" sysctl -qw net.ipv4.ip_forward=1
+ip -n "$D" addr add 10.30.1.2/24 dev eth0; ip -n "$D" link set eth0 up
+ip -n "$D" route add default via 10.30.1.1
+ip -n "$C" addr add $CLOUD/24 dev eth0; ip -n "$C" link set eth0 up
+ip -n "$C" route add default via 10.30.2.1
+# Every tool in the device namespace finds the hub by name (ip netns exec bind-mounts it).
+mkdir -p "/etc/netns/$D"
+echo "$CLOUD $HUB" >"/etc/netns/$D/hosts"
+printf 'nameserver 127.0.0.1\n' >"/etc/netns/$D/resolv.conf"
+
+# The simulated hub on the real ports, serving until its stdin closes.
+mkfifo "$WORK/hub.in"
+ip netns exec "$C" "$EP" serve-fixture --bind $CLOUD --real-ports --device "$DEV:$KEY" \
+  <"$WORK/hub.in" >"$WORK/hub.json" 2>"$WORK/hub.err" &
+PIDS+=($!)
+exec 9>"$WORK/hub.in"
+for _ in $(seq 100); do [ -s "$WORK/hub.json" ] && break; sleep 0.05; done
+python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["ca_pem"])' \
+  "$WORK/hub.json" >"$WORK/ca.pem"
+
+delay_on() {
+  ip netns exec "$R" iptables -A FORWARD -j NFQUEUE --queue-num 0
+  ip netns exec "$R" "$DELAYER" 0 $DELAY_MS 2>/dev/null &
+  DELAY_PID=$!
+  PIDS+=($DELAY_PID)
+  sleep 0.2
+}
+delay_off() {
+  ip netns exec "$R" iptables -D FORWARD -j NFQUEUE --queue-num 0
+  kill "$DELAY_PID"; wait "$DELAY_PID" 2>/dev/null || true
+}
+blackhole_on() { ip netns exec "$R" iptables -I FORWARD -j DROP; }
+blackhole_off() { ip netns exec "$R" iptables -D FORWARD -j DROP; }
+
+in_dev() { ip netns exec "$D" "$@"; }
+now_ns() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# --resolve: name resolution costs no round trip, as with the tools' /etc/hosts entry (and a
+# device whose resolver does not answer AAAA would otherwise stall the probes: see BENCHMARKS.md).
+ep_args=(check --iothub-hostname $HUB --device-id $DEV --sas-key $KEY --trust-bundle "$WORK/ca.pem"
+  --resolve "$HUB:$CLOUD" --vantage host --output json)
+
+# Wall time (ms) of one full edgeprobe check; also keeps the last JSON report.
+ep_wall() {
+  local t0 t1
+  t0=$(now_ns)
+  in_dev "$EP" "${ep_args[@]}" "$@" >"$WORK/report.json" || true
+  t1=$(now_ns)
+  echo $(((t1 - t0) / 1000000))
+}
+
+# --- the standard tools, one after another ----------------------------------------------
+SAS=$(python3 - "$HUB" "$DEV" "$KEY" <<'EOF'
+import base64, hashlib, hmac, sys, time, urllib.parse
+hub, dev, key = sys.argv[1:]
+res = urllib.parse.quote(f"{hub}/devices/{dev}", safe="")
+exp = int(time.time()) + 3600
+sig = base64.b64encode(hmac.new(base64.b64decode(key), f"{res}\n{exp}".encode(), hashlib.sha256).digest()).decode()
+print(f"SharedAccessSignature sr={res}&sig={urllib.parse.quote(sig, safe='')}&se={exp}")
+EOF
+)
+WSKEY='Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='
+# Each prints the ms until that tool had its answer. curl cannot end a WebSocket session
+# (no WebSocket support in Debian 12's curl), so for the upgrade rows the time is curl's
+# time_starttransfer (the 101 arrived) and the rest of its --max-time is not counted.
+tool_mqtt() { # mosquitto_pub: TLS + CONNECT with the SAS token (and, unavoidably, one PUBLISH)
+  local t0; t0=$(now_ns)
+  in_dev timeout "$1" mosquitto_pub -h $HUB -p 8883 --cafile "$WORK/ca.pem" -i $DEV -V mqttv311 \
+    -u "$HUB/$DEV/?api-version=2021-04-12" -P "$SAS" -t "devices/$DEV/messages/events/" -m x \
+    >/dev/null 2>&1 || true
+  echo $((($(now_ns) - t0) / 1000000))
+}
+tool_amqp() { # openssl s_client: TCP + TLS only (Debian has no AMQP 1.0 command-line client)
+  local t0; t0=$(now_ns)
+  in_dev timeout "$1" openssl s_client -connect $HUB:5671 -servername $HUB -CAfile "$WORK/ca.pem" \
+    -verify_return_error </dev/null >/dev/null 2>&1 || true
+  echo $((($(now_ns) - t0) / 1000000))
+}
+tool_ws() { # curl: TLS + WebSocket upgrade with the given subprotocol
+  local s t0; t0=$(now_ns)
+  s=$(in_dev curl -s -o /dev/null -w '%{time_starttransfer}' --cacert "$WORK/ca.pem" --http1.1 \
+    --connect-timeout "$1" --max-time "$1" -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
+    -H 'Sec-WebSocket-Version: 13' -H "$WSKEY" -H "Sec-WebSocket-Protocol: $2" \
+    "https://$HUB/\$iothub/websocket" 2>/dev/null || true)
+  if [ "${s:-0}" = "0.000000" ] || [ -z "$s" ]; then echo $((($(now_ns) - t0) / 1000000));
+  else awk -v s="$s" 'BEGIN {printf "%d\n", s * 1000}'; fi
+}
+tool_https() { # curl: the unauthenticated IoT Hub request (401 IotHubUnauthorizedAccess)
+  local t0; t0=$(now_ns)
+  in_dev curl -s -o /dev/null --cacert "$WORK/ca.pem" --connect-timeout "$1" --max-time "$1" \
+    "https://$HUB/devices/$DEV/messages/deviceBound?api-version=2021-04-12" || true
+  echo $((($(now_ns) - t0) / 1000000))
+}
+tools_total() { # the five, one after another; prints the total ms
+  local to=$1 a b c d e
+  a=$(tool_mqtt "$to"); b=$(tool_amqp "$to"); c=$(tool_ws "$to" mqtt); d=$(tool_ws "$to" AMQPWSB10)
+  e=$(tool_https "$to")
+  echo "$((a + b + c + d + e)) mqtt=$a amqp=$b mqtt-ws=$c amqp-ws=$d https=$e"
+}
+
+# --- measurements --------------------------------------------------------------------------
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+CORES=$(nproc)
+KERNEL=$(uname -r)
+VERSION=$("$EP" --version 2>/dev/null || echo edgeprobe)
+{
+echo "# edgeprobe benchmark run"
+echo
+echo "- machine: $CPU, $CORES cores, Linux $KERNEL"
+echo "- binary: $VERSION ($EP)"
+echo "- endpoint: edgeprobe serve-fixture (simulated hub) in a network namespace, $RUNS runs per figure, median"
+echo
+} | tee "$OUT"
+
+# (1) 50 ms RTT
+delay_on
+rtt=$(for _ in $(seq 5); do
+  t0=$(now_ns); in_dev bash -c "exec 3<>/dev/tcp/$CLOUD/443" 2>/dev/null; echo $((($(now_ns) - t0) / 100000)); done | median)
+walls=$(for _ in $(seq "$RUNS"); do ep_wall --timeout 15; done)
+wall=$(echo "$walls" | median)
+# Per-phase durations of the slowest probe in the last report, for the round-trip count.
+slow=$(python3 - "$WORK/report.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+hub = [c for c in r["checks"] if c["id"].startswith("iothub-")]
+c = max(hub, key=lambda c: c["duration_ms"])
+phases = " ".join(f'{p["name"]}={p["duration_ms"]:.0f}' for p in c["phases"])
+bad = [f'{c["id"]}:{c["reason"]}' for c in hub if c["status"] != "pass"]
+print(f'{c["id"]} {c["duration_ms"]:.0f} ms ({phases}){" NOT ALL PASSED: " + " ".join(bad) if bad else ""}')
+EOF
+)
+tools=$(for _ in $(seq "$RUNS"); do tools_total 10; done)
+tools_med=$(echo "$tools" | awk '{print $1}' | median)
+tools_detail=$(echo "$tools" | sort -n | awk -v m="$tools_med" '$1==m {print; exit}')
+delay_off
+AMQP_RT=12
+bound=$((AMQP_RT * 2 * DELAY_MS))
+{
+echo "## 1. Full check at a 50 ms round trip"
+echo
+echo "- measured TCP connect RTT across the router: $(awk -v r="$rtt" 'BEGIN {printf "%.1f", r / 10}') ms"
+echo "- full check (5 IoT Hub probes + clock + config verdict, device authenticated), wall time: **$wall ms** (runs: $(echo $walls))"
+echo "- slowest probe: $slow"
+echo "- lower bound: AMQP over WebSocket, $AMQP_RT round trips = $bound ms -> ratio **$(awk -v w="$wall" -v b="$bound" 'BEGIN {printf "%.2f", w / b}')**"
+echo "- the same five endpoints with the standard tools, one after another: **$tools_med ms** ($tools_detail) -> tools / edgeprobe = $(awk -v t="$tools_med" -v w="$wall" 'BEGIN {printf "%.2f", t / w}') (the tools prove less: see BENCHMARKS.md)"
+echo
+} | tee -a "$OUT"
+
+# (2) everything blackholed
+blackhole_on
+bh=""
+for to in 2 5; do
+  w=$(for _ in $(seq 3); do ep_wall --timeout $to; done | median)
+  reasons=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(" ".join(sorted({c["reason"] for c in r["checks"] if c["id"].startswith("iothub-")})))' "$WORK/report.json")
+  bh+="- --timeout $to: wall **$w ms** (over the deadline by $((w - to * 1000)) ms); IoT Hub reasons: $reasons"$'\n'
+done
+tb=$(tools_total 5)
+blackhole_off
+syn=$(cat /proc/sys/net/ipv4/tcp_syn_retries)
+{
+echo "## 2. Everything blackholed (router drops every packet)"
+echo
+printf '%s' "$bh"
+echo "- the standard tools one after another, each given the same 5 s: **$(echo "$tb" | awk '{print $1}') ms** ($(echo "$tb" | cut -d' ' -f2-))"
+echo "- with their defaults instead (no timeout flags), each TCP connect waits out tcp_syn_retries=$syn: ~$(( (2 ** (syn + 1) - 1) )) s per tool, ~$(( 5 * (2 ** (syn + 1) - 1) )) s for the five"
+echo
+} | tee -a "$OUT"
+
+# (4) size, memory, CPU (no delay)
+size=$(stat -c %s "$EP")
+rss=$(in_dev /usr/bin/time -f '%M' "$EP" "${ep_args[@]}" --timeout 15 2>&1 >/dev/null | tail -1)
+cpu_line() { # user+sys ms per run limited to $1: 20 runs under one /usr/bin/time (10 ms ticks)
+  local n=20
+  in_dev /usr/bin/time -f '%U %S' bash -c 'for _ in $(seq '$n'); do "$@" >/dev/null || true; done' _ \
+    "$EP" "${ep_args[@]}" --timeout 15 --only "$1" 2>&1 | tail -1 \
+    | awk -v n=$n '{printf "%.1f\n", ($1 + $2) * 1000 / n}'
+}
+{
+echo "## 4. Footprint"
+echo
+echo "- release binary: $size bytes ($(awk -v s="$size" 'BEGIN {printf "%.1f", s / 1048576}') MiB)"
+echo "- peak RSS of a full check: $rss KiB"
+echo "- CPU time (user+sys, whole process incl. start-up) per run limited to one probe:"
+for id in iothub-mqtt iothub-amqp iothub-mqtt-ws iothub-amqp-ws iothub-https 'iothub-*'; do
+  echo "  - $id: $(cpu_line "$id") ms"
+done
+echo
+} | tee -a "$OUT"
+echo "(written to $OUT)"
