@@ -81,3 +81,100 @@ async fn with_every_service_stalling_after_tls_the_run_ends_inside_its_deadline(
         assert_eq!(c.reason, "protocol_timeout", "{}: {}", c.id, c.message);
     }
 }
+
+/// Files under /etc/netns/<ns>/ that `ip netns exec` mounts over /etc; removed on drop.
+struct NetnsEtc(std::path::PathBuf);
+
+impl NetnsEtc {
+    fn new(ns: &Netns, files: &[(&str, &str)]) -> NetnsEtc {
+        let dir = std::path::Path::new("/etc/netns").join(&ns.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        NetnsEtc(dir)
+    }
+}
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// Regression: a resolver that drops AAAA queries while /etc/hosts answers A cost the whole
+// deadline in DNS, and the probes then blamed a firewall on every port.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resolver_that_drops_aaaa_costs_only_the_resolution_delay() {
+    use std::io::{BufRead, BufReader};
+    let ns = Netns::new("aaaa");
+    // The nameserver never answers: UDP and TCP 53 are dropped.
+    ns.exec(&[
+        "iptables", "-A", "INPUT", "-p", "udp", "--dport", "53", "-j", "DROP",
+    ]);
+    ns.exec(&[
+        "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "53", "-j", "DROP",
+    ]);
+    let _etc = NetnsEtc::new(
+        &ns,
+        &[
+            ("hosts", &format!("127.0.0.1 localhost\n127.0.0.1 {HUB}\n")),
+            ("resolv.conf", "nameserver 127.0.0.53\n"),
+        ],
+    );
+    let mut fixture = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            crate::support::bin(),
+            "serve-fixture",
+            "--real-ports",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(fixture.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ca: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, ca["ca_pem"].as_str().unwrap()).unwrap();
+    let args: Vec<String> = [
+        "check",
+        "--iothub-hostname",
+        HUB,
+        "--no-auth",
+        "--trust-bundle",
+        &bundle.display().to_string(),
+        "--timeout",
+        "4",
+        "--vantage",
+        "host",
+        "--output",
+        "json",
+        "--only",
+        "iothub-mqtt,iothub-https",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let r = run_prefixed(&ns.prefix(), args).await;
+    let _ = fixture.kill();
+    let _ = fixture.wait();
+    let rep = r.json();
+    for id in ["iothub-mqtt", "iothub-https"] {
+        let c = check(&rep, id);
+        assert_eq!(c.status, "pass", "{id}: {}", c.message);
+        let dns = c.phases.iter().find(|p| p.name == "dns").unwrap();
+        assert!(
+            dns.duration_ms < 1000.0,
+            "{id}: DNS took {} ms",
+            dns.duration_ms
+        );
+        assert_eq!(dns.detail["aaaa"], "timeout", "{id}: {:?}", dns.detail);
+    }
+}

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use edgeprobe_core::recorder::PhaseRecorder;
 use edgeprobe_core::{PhaseName, PhaseStatus, Reason};
@@ -165,17 +166,7 @@ impl Dns {
         };
         // A fully qualified query: no search-domain guesses for cloud names.
         let fqdn = format!("{}.", host.trim_end_matches('.'));
-        let v4 = tokio::time::timeout_at(deadline, resolver.ipv4_lookup(fqdn.as_str()));
-        let v6 = tokio::time::timeout_at(deadline, resolver.ipv6_lookup(fqdn.as_str()));
-        let (v4, v6) = tokio::join!(v4, v6);
-        let v4 = family(
-            v4.map_err(|_| FamilyError::Timeout)
-                .and_then(|r| r.map_err(FamilyError::from)),
-        );
-        let v6 = family(
-            v6.map_err(|_| FamilyError::Timeout)
-                .and_then(|r| r.map_err(FamilyError::from)),
-        );
+        let (v4, v6) = both_families(resolver, &fqdn, deadline).await;
 
         let detail = vec![
             ("a".into(), family_json(&v4)),
@@ -232,6 +223,57 @@ impl Dns {
                 format!("DNS lookup of {host} failed: {why}"),
             )
         })
+    }
+}
+
+/// How long to wait for the other family once one has answered with addresses (RFC 8305's
+/// Resolution Delay): a resolver that drops AAAA queries must not cost the whole deadline.
+pub const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
+
+type FamilyResult = Result<Vec<IpAddr>, FamilyError>;
+
+/// Asks A and AAAA in parallel; once one family has addresses, the other gets
+/// [`RESOLUTION_DELAY`] more, not the rest of the deadline.
+async fn both_families(
+    resolver: &TokioResolver,
+    fqdn: &str,
+    deadline: Instant,
+) -> (FamilyResult, FamilyResult) {
+    let settle = |r: Result<
+        Result<hickory_resolver::lookup::Lookup, NetError>,
+        tokio::time::error::Elapsed,
+    >| {
+        family(
+            r.map_err(|_| FamilyError::Timeout)
+                .and_then(|r| r.map_err(FamilyError::from)),
+        )
+    };
+    let v4 = tokio::time::timeout_at(deadline, resolver.ipv4_lookup(fqdn));
+    let v6 = tokio::time::timeout_at(deadline, resolver.ipv6_lookup(fqdn));
+    tokio::pin!(v4, v6);
+    let (first_is_v4, first) = tokio::select! {
+        r = &mut v4 => (true, settle(r)),
+        r = &mut v6 => (false, settle(r)),
+    };
+    let later = if first.is_ok() {
+        (Instant::now() + RESOLUTION_DELAY).min(deadline)
+    } else {
+        deadline
+    };
+    let second = if first_is_v4 {
+        tokio::time::timeout_at(later, &mut v6).await
+    } else {
+        tokio::time::timeout_at(later, &mut v4).await
+    };
+    // Not answered within the resolution delay (or the deadline): a timeout for that family.
+    let second = match second {
+        Ok(inner) => settle(inner),
+        Err(_) => Err(FamilyError::Timeout),
+    };
+    if first_is_v4 {
+        (first, second)
+    } else {
+        (second, first)
     }
 }
 
