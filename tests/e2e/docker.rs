@@ -390,7 +390,7 @@ async fn ctrl_c_removes_the_probe_container_and_exits_130() {
     for (port, addr) in [(8883, &hub.mqtt), (5671, &hub.amqp), (443, &hub.https)] {
         args.extend(["--connect-to".into(), format!("{HUB}:{port}:{addr}")]);
     }
-    let mut child = tokio::process::Command::new(crate::support::bin())
+    let child = tokio::process::Command::new(crate::support::bin())
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -394,3 +394,31 @@ async fn a_skewed_service_clock_is_reported_as_clock_skew() {
     let (rep, _) = report(HubFaults::default(), 10.0).await;
     assert_eq!(check(&rep, "device-clock").status, "pass");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv6_addresses_that_do_not_connect_are_a_warning_when_ipv4_works() {
+    // The hub answers on IPv4 only; the name also resolves to an IPv6 address where nothing listens.
+    let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.9").await;
+    let mut args = hub.args_real_ports(5.0);
+    let i = args.iter().position(|a| a == "--resolve").unwrap();
+    args[i + 1] = format!("{}:[::1]", crate::support::HUB);
+    args.extend([
+        "--resolve".into(),
+        format!("{}:127.0.20.9", crate::support::HUB),
+    ]);
+    let rep = run(args).await.json();
+    let c = check(&rep, "iothub-mqtt");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("warn", "ipv6_fallback"),
+        "{}",
+        c.message
+    );
+    let tcp = c.phases.iter().find(|p| p.name == "tcp").unwrap();
+    assert_eq!(tcp.status, "warn");
+    assert_eq!(tcp.detail["address"], "127.0.20.9:8883");
+    assert!(
+        rep.upstream_protocols["Mqtt"].works,
+        "the protocol still works over IPv4"
+    );
+}

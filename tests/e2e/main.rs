@@ -21,6 +21,8 @@ mod lab;
 mod output;
 /// Real squid and tinyproxy between edgeprobe and the hub.
 mod proxy;
+/// Container registry checks against Debian's docker-registry, its blobs redirected to a data host.
+mod registry;
 /// No secret reaches any output.
 mod secrets;
 /// Shared plumbing.

@@ -140,6 +140,7 @@ codes! {
         NotProxiable => "not_proxiable",
         NotConfigured => "not_configured",
         ProxyMismatch => "proxy_mismatch",
+        Ipv6Fallback => "ipv6_fallback",
     }
 }
 
@@ -174,6 +175,7 @@ impl Reason {
             Reason::NotProxiable => "this protocol cannot use the HTTP proxy",
             Reason::NotConfigured => "not configured",
             Reason::ProxyMismatch => "the runtime's components disagree about the proxy",
+            Reason::Ipv6Fallback => "IPv6 addresses do not connect; IPv4 does",
         }
     }
 }
@@ -336,7 +338,9 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in Reason::ALL {
             let code = r.as_str();
-            assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(code
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
             assert!(seen.insert(code), "duplicate reason code {code}");
         }
     }

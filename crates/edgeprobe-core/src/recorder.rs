@@ -99,6 +99,11 @@ impl PhaseRecorder {
         self.lock().done.push(phase);
     }
 
+    /// The phases finished so far (the open one is not included).
+    pub fn finished(&self) -> Vec<Phase> {
+        self.lock().done.clone()
+    }
+
     /// The phase in progress, if any.
     pub fn open_phase(&self) -> Option<PhaseName> {
         self.lock().open.as_ref().map(|(name, _, _)| *name)

@@ -17,6 +17,8 @@ pub mod mqtt;
 pub mod prober;
 /// HTTP CONNECT tunnels through a proxy (hyper).
 pub mod proxy;
+/// Container registries (Registry API v2): `/v2/`, pull token, manifest, blob redirect.
+pub mod registry;
 /// Recognising what answered when it was not the expected protocol.
 pub mod sniff;
 /// Connecting to the resolved addresses, IPv6 and IPv4 raced.

@@ -7,6 +7,7 @@
 //! | mqtt-ws (443) | dns → tcp → [proxy] → tls → ws `mqtt` → MQTT |
 //! | amqp-ws (443) | dns → tcp → [proxy] → tls → ws `AMQPWSB10` → AMQP |
 //! | https (443) | dns → tcp → [proxy] → tls → HTTP request |
+//! | registry (443) | dns → tcp → [proxy] → tls → `GET /v2/` → token, manifest, blob `HEAD` ([`crate::registry`]) |
 //!
 //! and turns what happened into one [`Outcome`]: the first failing layer decides the reason,
 //! a protocol answer proves the path, and refused credentials are a warning, not a failure.
@@ -50,6 +51,8 @@ pub struct ProbeSettings {
     pub no_proxy: String,
     /// Prove paths without presenting credentials.
     pub no_auth: bool,
+    /// The registries the registry checks may pull from: image and credentials.
+    pub registries: Vec<crate::registry::RegistryAccess>,
 }
 
 /// The runner's `Probe`: walks the layers for each check.
@@ -121,6 +124,24 @@ impl Job<'_> {
             Ok(o) => o,
             Err(failure) => self.failed(failure),
         };
+        // IPv6 resolved but lost to IPv4: it works, but software that insists on IPv6 (or a
+        // Docker network with IPv6 enabled) will not.
+        let v6_lost = self
+            .rec
+            .finished()
+            .iter()
+            .any(|p| p.name == PhaseName::Tcp && p.status == PhaseStatus::Warn);
+        if v6_lost && outcome.status == Status::Pass {
+            outcome.status = Status::Warn;
+            outcome.reason = Reason::Ipv6Fallback;
+            outcome.message.push_str(&format!(
+                "; but {} has IPv6 addresses that did not connect (IPv4 did)",
+                self.host
+            ));
+            outcome.fix.get_or_insert_with(|| {
+                "fix IPv6 routing on this network, or disable IPv6 where it has no route (e.g. ipv6 = false in [moby_runtime.network])".into()
+            });
+        }
         // The chain the endpoint presented, trusted or not: support bundles keep it.
         outcome.certificates = tls_facts.chain.into_iter().map(|c| c.pem).collect();
         outcome.via_proxy = use_proxy;
@@ -150,6 +171,7 @@ impl Job<'_> {
         if let Some(p) = self.s.proxy.as_ref().and_then(|p| p.password.as_ref()) {
             out.push(p);
         }
+        out.extend(self.s.registries.iter().filter_map(|r| r.password.as_ref()));
         out
     }
 
@@ -240,6 +262,17 @@ impl Job<'_> {
                 self.amqp(Box::new(ws)).await
             }
             Protocol::Https => self.https(tls).await,
+            Protocol::Registry => {
+                let ctx = crate::registry::Ctx {
+                    s: self.s,
+                    check: self.check,
+                    host: self.host,
+                    port: self.port,
+                    rec: self.rec,
+                    deadline: self.deadline,
+                };
+                crate::registry::probe(ctx, tls).await
+            }
             other => Ok(Outcome::skip(
                 Reason::NotConfigured,
                 format!("protocol {other} is not a network probe"),
@@ -816,6 +849,32 @@ impl Job<'_> {
             }
         }
     }
+}
+
+/// dns → tcp → [proxy] → tls to another host, for probes that need more connections than
+/// the first (the registry's token service and blob requests), recorded in `rec`.
+pub(crate) async fn open_tls(
+    s: &ProbeSettings,
+    check: &CheckDef,
+    host: &str,
+    port: u16,
+    rec: &PhaseRecorder,
+    deadline: Instant,
+) -> Result<BoxIo, Failure> {
+    let job = Job {
+        s,
+        check,
+        host,
+        port,
+        rec,
+        deadline,
+    };
+    let use_proxy = check.protocol.proxiable() && job.proxy().is_some();
+    let io = job.transport(use_proxy).await?;
+    let mut facts = TlsFacts::default();
+    Ok(Box::new(
+        tls::handshake(io, host, &s.tls, rec, deadline, &mut facts).await?,
+    ))
 }
 
 fn crate_url_encode(s: &str) -> String {

@@ -140,6 +140,9 @@ pub struct CheckArgs {
     /// Check what a downstream device can use through this edge gateway (its edgeHub).
     #[arg(long, value_name = "HOST")]
     pub gateway_hostname: Option<String>,
+    /// A container registry to check besides mcr.microsoft.com and the configured agent image's (repeatable).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub registry: Vec<String>,
     /// Extra trusted roots (PEM), e.g. the IoT Edge trust_bundle_cert or a proxy's CA.
     #[arg(long, value_name = "PEM")]
     pub trust_bundle: Option<PathBuf>,

@@ -12,6 +12,8 @@ mod demo;
 mod gateway_view;
 /// A progress indicator on a terminal.
 mod progress;
+/// Container registry checks (`registry-*`) and their data endpoints (`registry-data-*`).
+mod registries;
 /// `edgeprobe check` and `edgeprobe list`.
 mod run;
 /// `edgeprobe serve-fixture`: the simulated hub as a process, for tests and the lab.

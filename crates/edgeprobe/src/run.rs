@@ -265,6 +265,7 @@ fn list(args: &ListArgs) -> Result<u8, AppError> {
             d.from
         ));
     }
+    out.push_str(&crate::registries::list_lines(width));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(0)
 }
@@ -590,7 +591,7 @@ fn hint(var: &str) -> &'static str {
     }
 }
 
-fn selected(args: &CheckArgs, id: &str) -> bool {
+pub(crate) fn selected(args: &CheckArgs, id: &str) -> bool {
     (args.only.is_empty() || args.only.iter().any(|p| matches_pattern(p, id)))
         && !args.skip.iter().any(|p| matches_pattern(p, id))
 }
@@ -600,7 +601,8 @@ fn plan(catalog: &Catalog, args: &CheckArgs, vars: &Vars) -> Result<Vec<Planned>
     for p in args.only.iter().chain(&args.skip) {
         let known = ids.iter().any(|id| matches_pattern(p, id))
             || DERIVED.iter().any(|d| matches_pattern(p, d.id))
-            || OTHER_IDS.iter().any(|id| matches_pattern(p, id));
+            || OTHER_IDS.iter().any(|id| matches_pattern(p, id))
+            || crate::registries::known_pattern(p);
         if !known {
             return Err(usage(format!(
                 "--only/--skip: {p:?} matches no check (see `edgeprobe list`)"
@@ -673,6 +675,13 @@ pub async fn check_with_facts(
     }
     // Validate --only/--skip and the catalog up front, before any probe runs.
     plan(&catalog, args, &inputs.vars)?;
+    let registries = crate::registries::registries(
+        &args.registry,
+        cfg.as_ref(),
+        &inputs.vars,
+        &mut context.notes,
+    )?;
+    let registry_plan = crate::registries::plan(&registries, |id| selected(args, id));
 
     context.proxy = inputs.proxy.as_ref().map(|p| p.redacted());
     context.configured_upstream_protocol = inputs.configured.map(|p| p.as_str().to_owned());
@@ -682,7 +691,7 @@ pub async fn check_with_facts(
         .map(|d| format!("{} at {}", d.id_scope, inputs.vars["dps_endpoint"]));
 
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let total = plan(&catalog, args, &inputs.vars)?.len();
+    let total = plan(&catalog, args, &inputs.vars)?.len() + registry_plan.len();
     let progress = crate::progress::Progress::start(done.clone(), total, deadline, !args.quiet);
     let opts = RunOptions {
         deadline,
@@ -699,6 +708,7 @@ pub async fn check_with_facts(
             proxy: inputs.proxy.clone(),
             no_proxy: inputs.no_proxy.clone(),
             no_auth: args.no_auth,
+            registries: registries.iter().map(|r| r.access.clone()).collect(),
         }))
     };
 
@@ -770,7 +780,15 @@ pub async fn check_with_facts(
             .into_iter()
             .filter(|p| !results.iter().any(|r: &CheckResult| r.def.id == p.def.id))
             .collect();
-        results.extend(runner::run_all(rest, prober(&inputs), &opts).await);
+        // The registry checks run beside the rest; their data endpoints right after them.
+        let (rest, registry_results) = tokio::join!(
+            runner::run_all(rest, prober(&inputs), &opts),
+            crate::registries::run(registry_plan, prober(&inputs), &opts, |id| selected(
+                args, id
+            )),
+        );
+        results.extend(rest);
+        results.extend(registry_results);
         Ok::<_, AppError>(results)
     };
     let container = async {
@@ -808,7 +826,12 @@ pub async fn check_with_facts(
                 .notes
                 .push(format!("the container vantage failed: {e}"));
         }
-        results.extend(c.results);
+        // Image pulls are the engine's, on the host: container registry results say nothing.
+        results.extend(
+            c.results
+                .into_iter()
+                .filter(|r| !crate::registries::is_registry_check(r)),
+        );
         container_run = c.run;
     }
     // Keep catalog order whatever the stages were.

@@ -187,6 +187,8 @@ pub async fn run(
     for s in &args.skip {
         cmd.extend(["--skip".into(), s.clone()]);
     }
+    // The engine pulls images from the host, so registries are the host's business only.
+    cmd.extend(["--skip".into(), "registry-*".into()]);
     if args.no_auth {
         cmd.push("--no-auth".into());
     }

@@ -1,0 +1,395 @@
+//! Container registry checks against a real registry: Debian's `docker-registry`
+//! (distribution 2.8) with TLS, optional htpasswd auth and the redirect storage middleware,
+//! so blob requests answer a real 307 to a data host. A tiny image is pushed through the
+//! Registry API first; the data host is a TLS listener of ours, or a closed port.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fixtures::pki::{Ca, Validity};
+use fixtures::registry::{DataEndpoint, RegistryClient};
+
+use crate::support::{check, run, Hub, Run};
+use crate::thirdparty::free_port;
+
+const REGISTRY: &str = "registry.lab";
+const DATA: &str = "data.lab";
+const REPO: &str = "azureiotedge-agent";
+const TAG: &str = "1.5";
+const USER: &str = "edge";
+const PASSWORD: &str = "Registry-Pw-7f3a9c1e";
+
+/// A running docker-registry; killed by PID on drop.
+struct Registry {
+    addr: SocketAddr,
+    child: Child,
+    dir: tempfile::TempDir,
+    ca: Ca,
+    bundle: PathBuf,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// Starts the registry on a loopback port, its blobs redirected to `https://data.lab/`.
+    fn start(auth: bool) -> Registry {
+        let binary = Path::new("/usr/bin/docker-registry");
+        assert!(
+            binary.exists(),
+            "docker-registry is missing: `make test-deps` installs Debian's docker-registry package"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = Ca::new("edgeprobe registry test CA");
+        let leaf = ca.leaf(&[REGISTRY], Validity::Valid);
+        std::fs::write(d.join("cert.pem"), &leaf.cert_pem).unwrap();
+        std::fs::write(d.join("key.pem"), &leaf.key_pem).unwrap();
+        let bundle = d.join("ca.pem");
+        std::fs::write(&bundle, &ca.cert_pem).unwrap();
+        std::fs::create_dir(d.join("data")).unwrap();
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n\
+             http:\n  addr: {addr}\n  secret: edgeprobe-test-secret\n  tls:\n    certificate: {root}/../cert.pem\n    key: {root}/../key.pem\n\
+             middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: https://{DATA}/\n",
+            root = d.join("data").display(),
+        );
+        if auth {
+            let hash = bcrypt::hash(PASSWORD, 5).unwrap();
+            std::fs::write(d.join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: edgeprobe-test\n    path: {}\n",
+                d.join("htpasswd").display()
+            ));
+        }
+        std::fs::write(d.join("config.yml"), config).unwrap();
+        let log = d.join("registry.log");
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .arg(d.join("config.yml"))
+            .stdout(std::fs::File::create(d.join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "docker-registry exited ({status}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {addr}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            // Readiness poll of a process we do not control.
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Registry {
+            addr,
+            child,
+            dir,
+            ca,
+            bundle,
+        }
+    }
+
+    async fn push(&self, auth: bool) {
+        let client = RegistryClient::new(
+            self.addr,
+            REGISTRY,
+            self.ca.cert_der.clone(),
+            auth.then_some((USER, PASSWORD)),
+        );
+        client
+            .push_test_image(REPO, TAG)
+            .await
+            .unwrap_or_else(|e| panic!("push to docker-registry: {e}\n{}", self.log()));
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// An IoT Edge config naming the image on this registry, with credentials if given.
+    fn config(&self, password: Option<&str>) -> PathBuf {
+        let mut text = format!("[agent.config]\nimage = \"{REGISTRY}/{REPO}:{TAG}\"\n");
+        if let Some(p) = password {
+            text.push_str(&format!(
+                "\n[agent.config.auth]\nserveraddress = \"{REGISTRY}\"\nusername = \"{USER}\"\npassword = \"{p}\"\n"
+            ));
+        }
+        let path = self
+            .dir
+            .path()
+            .join(format!("config-{}.toml", password.map_or(0, str::len)));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A run of the registry checks only (mcr is not reachable from the test machine).
+    fn args(&self, config: &Path, data_port: u16) -> Vec<String> {
+        [
+            "check",
+            "--config",
+            &config.display().to_string(),
+            "--vantage",
+            "host",
+            "--only",
+            "registry-*",
+            "--skip",
+            "registry-mcr-microsoft-com",
+            "--trust-bundle",
+            &self.bundle.display().to_string(),
+            "--connect-to",
+            &format!("{REGISTRY}:443:127.0.0.1:{}", self.addr.port()),
+            "--connect-to",
+            &format!("{DATA}:443:127.0.0.1:{data_port}"),
+            "--timeout",
+            "8",
+            "--output",
+            "json",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+/// Every output the run made: none may hold the registry password.
+fn assert_no_password(r: &Run) {
+    for (what, text) in [("stdout", r.stdout()), ("stderr", r.stderr())] {
+        assert!(
+            !text.contains(PASSWORD),
+            "the registry password leaked on {what}:\n{text}"
+        );
+    }
+}
+
+fn registry_id() -> String {
+    "registry-registry-lab".into()
+}
+
+fn data_id() -> String {
+    "registry-data-data-lab".into()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_and_its_data_endpoint_both_reachable() {
+    let reg = Registry::start(false);
+    reg.push(false).await;
+    let data = DataEndpoint::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &reg.ca.leaf(&[DATA], Validity::Valid),
+    )
+    .await
+    .unwrap();
+    let r = run(reg.args(&reg.config(None), data.addr.port())).await;
+    let rep = r.json();
+    let c = check(&rep, &registry_id());
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("pass", "ok"),
+        "{}\n{}",
+        c.message,
+        reg.log()
+    );
+    assert_eq!(c.endpoint, "registry");
+    assert_eq!(c.protocol, "registry");
+    assert!(c.message.contains(DATA), "{}", c.message);
+    assert!(c.message.contains("linux/amd64"), "{}", c.message);
+    let names: Vec<&str> = c.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["dns", "tcp", "tls", "protocol", "auth"],
+        "{names:?}"
+    );
+    let auth = c.phases.iter().find(|p| p.name == "auth").unwrap();
+    let requests = auth.detail["requests"].as_array().unwrap();
+    assert_eq!(
+        requests.len(),
+        3,
+        "manifest list, manifest, blob: {requests:?}"
+    );
+    assert!(
+        requests.iter().all(|q| q["tls_ms"].is_number()),
+        "{requests:?}"
+    );
+    assert_eq!(auth.detail["data_endpoint"], DATA);
+    let d = check(&rep, &data_id());
+    assert_eq!(
+        (d.status.as_str(), d.endpoint.as_str(), d.protocol.as_str()),
+        ("pass", "registry", "https"),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.host.as_deref(), Some(DATA));
+    assert_eq!(r.code(), 0, "{}", r.stdout());
+    assert_no_password(&r);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_data_endpoint_means_pulls_stall() {
+    let reg = Registry::start(false);
+    reg.push(false).await;
+    let closed = free_port();
+    let mut args = reg.args(&reg.config(None), closed);
+    let r = run(args.clone()).await;
+    let rep = r.json();
+    let c = check(&rep, &registry_id());
+    assert_eq!(c.status, "pass", "{}", c.message);
+    assert!(c.message.contains("stall"), "{}", c.message);
+    let d = check(&rep, &data_id());
+    assert_eq!(
+        (d.status.as_str(), d.reason.as_str()),
+        ("fail", "tcp_refused"),
+        "{}",
+        d.message
+    );
+    assert!(d.message.contains("stall"), "{}", d.message);
+    assert_eq!(
+        r.code(),
+        1,
+        "the configured image's data endpoint is required"
+    );
+    // The text report says it too, and --skip keeps the data check out.
+    crate::support::set_arg(&mut args, "--output", "text");
+    let text = run(args.clone()).await.stdout();
+    assert!(text.contains("pulls will start, then stall"), "{text}");
+    args.extend(["--skip".into(), "registry-data-*".into()]);
+    crate::support::set_arg(&mut args, "--output", "json");
+    let rep = run(args).await.json();
+    assert!(rep
+        .checks
+        .iter()
+        .all(|c| !c.id.starts_with("registry-data-")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_auth_registry_with_right_and_wrong_credentials() {
+    let reg = Registry::start(true);
+    reg.push(true).await;
+    let data = DataEndpoint::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &reg.ca.leaf(&[DATA], Validity::Valid),
+    )
+    .await
+    .unwrap();
+
+    let r = run(reg.args(&reg.config(Some(PASSWORD)), data.addr.port())).await;
+    let rep = r.json();
+    let c = check(&rep, &registry_id());
+    assert_eq!(
+        (c.status.as_str(), c.auth.as_deref()),
+        ("pass", Some("ok")),
+        "{}\n{}",
+        c.message,
+        reg.log()
+    );
+    assert!(
+        c.message.contains("configured credentials"),
+        "{}",
+        c.message
+    );
+    assert_eq!(check(&rep, &data_id()).status, "pass");
+    assert_no_password(&r);
+
+    let mut args = reg.args(&reg.config(Some("not-the-password")), data.addr.port());
+    let r = run(args.clone()).await;
+    let rep = r.json();
+    let c = check(&rep, &registry_id());
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str(), c.auth.as_deref()),
+        ("warn", "auth_rejected", Some("rejected")),
+        "{}",
+        c.message
+    );
+    assert!(rep
+        .checks
+        .iter()
+        .all(|c| !c.id.starts_with("registry-data-")));
+    assert_no_password(&r);
+    assert!(!r.stdout().contains("not-the-password"));
+
+    // Text, verbose (every phase detail) and a bundle: still no password anywhere.
+    let config = reg.config(Some(PASSWORD));
+    args = reg.args(&config, data.addr.port());
+    crate::support::set_arg(&mut args, "--output", "text");
+    args.push("--verbose".into());
+    let r = run(args.clone()).await;
+    assert!(r.stdout().contains(&registry_id()), "{}", r.stdout());
+    assert_no_password(&r);
+    let bundle = reg.dir.path().join("bundle.tar.gz");
+    args[0] = "bundle".into();
+    args.retain(|a| a != "--verbose");
+    args.extend(["-o".into(), bundle.display().to_string()]);
+    let r = run(args).await;
+    assert_no_password(&r);
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(&bundle).unwrap(),
+    ));
+    let mut files = 0;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut entry, &mut text);
+        assert!(
+            !text.contains(PASSWORD),
+            "the bundle's {} holds the registry password",
+            entry.path().unwrap().display()
+        );
+        files += 1;
+    }
+    assert!(files > 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_that_is_not_a_registry_is_wrong_service() {
+    // IoT Hub's HTTPS endpoint answers /v2/ with its own 401: TLS works, no Registry API.
+    let hub = Hub::start(Default::default()).await;
+    let host = crate::support::HUB;
+    let r = run([
+        "check".to_string(),
+        "--vantage".into(),
+        "host".into(),
+        "--registry".into(),
+        host.into(),
+        "--only".into(),
+        "registry-*".into(),
+        "--skip".into(),
+        "registry-mcr-microsoft-com".into(),
+        "--trust-bundle".into(),
+        hub.bundle.display().to_string(),
+        "--connect-to".into(),
+        format!("{host}:443:{}:{}", hub.hub.https.ip(), hub.hub.https.port()),
+        "--timeout".into(),
+        "5".into(),
+        "--output".into(),
+        "json".into(),
+    ])
+    .await;
+    let rep = r.json();
+    let c = check(&rep, "registry-testhub-azure-devices-net");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "wrong_service"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("HTTP 401"), "{}", c.message);
+    assert_eq!(r.code(), 1, "a --registry is required");
+    // An unknown registry id pattern is still a usage error; registry ids are accepted.
+    let bad = run(["check", "--only", "nosuch-*"]).await;
+    assert_eq!(bad.code(), 2);
+}
