@@ -394,25 +394,11 @@ impl Renderer for HtmlRenderer {
             escape_html(&started),
             fmt_ms(ms(report.duration))
         );
-        let mut facts: Vec<(&str, String)> = Vec::new();
-        let optional = [
-            ("IoT Hub", &ctx.iothub_hostname),
-            ("Device", &ctx.device_id),
-            ("DPS", &ctx.dps),
-            ("Parent", &ctx.parent_hostname),
-            ("Gateway", &ctx.gateway_hostname),
-            ("Proxy", &ctx.proxy),
-            (
-                "Configured UpstreamProtocol",
-                &ctx.configured_upstream_protocol,
-            ),
-            ("Docker network", &ctx.network),
-        ];
-        facts.extend(
-            optional
-                .into_iter()
-                .filter_map(|(k, v)| v.clone().map(|v| (k, v))),
-        );
+        let mut facts: Vec<(&str, String)> = ctx
+            .known()
+            .into_iter()
+            .map(|(_, label, v)| (label, v))
+            .collect();
         facts.push(("Vantage", report.vantage.clone()));
         out.push_str("<dl class=\"ctx\">");
         for (k, v) in facts {

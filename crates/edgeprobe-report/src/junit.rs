@@ -113,24 +113,7 @@ impl Renderer for JunitRenderer {
         let ctx = &report.context;
         let rec = &report.verdict.recommendation;
         let mut props: Vec<(&str, String)> = vec![("vantage", report.vantage.clone())];
-        let optional = [
-            ("iothub_hostname", &ctx.iothub_hostname),
-            ("device_id", &ctx.device_id),
-            ("dps", &ctx.dps),
-            ("parent_hostname", &ctx.parent_hostname),
-            ("gateway_hostname", &ctx.gateway_hostname),
-            ("proxy", &ctx.proxy),
-            (
-                "configured_upstream_protocol",
-                &ctx.configured_upstream_protocol,
-            ),
-            ("network", &ctx.network),
-        ];
-        props.extend(
-            optional
-                .into_iter()
-                .filter_map(|(k, v)| v.clone().map(|v| (k, v))),
-        );
+        props.extend(ctx.known().into_iter().map(|(key, _, v)| (key, v)));
         if report.verdict.tested() {
             if let Some(p) = rec.upstream_protocol {
                 props.push(("recommended_upstream_protocol", p.as_str().to_owned()));

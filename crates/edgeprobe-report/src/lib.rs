@@ -37,6 +37,30 @@ pub struct RunContext {
     pub notes: Vec<String>,
 }
 
+impl RunContext {
+    /// The context values that are known, in report order: (key as in JSON, label for
+    /// people, value). Every renderer lists the context from here.
+    pub fn known(&self) -> Vec<(&'static str, &'static str, String)> {
+        [
+            ("iothub_hostname", "IoT Hub", &self.iothub_hostname),
+            ("device_id", "Device", &self.device_id),
+            ("dps", "DPS", &self.dps),
+            ("parent_hostname", "Parent", &self.parent_hostname),
+            ("gateway_hostname", "Gateway", &self.gateway_hostname),
+            ("proxy", "Proxy", &self.proxy),
+            (
+                "configured_upstream_protocol",
+                "Configured UpstreamProtocol",
+                &self.configured_upstream_protocol,
+            ),
+            ("network", "Docker network", &self.network),
+        ]
+        .into_iter()
+        .filter_map(|(key, label, v)| v.clone().map(|v| (key, label, v)))
+        .collect()
+    }
+}
+
 /// A finished run.
 #[derive(Clone, Debug)]
 pub struct RunReport {
