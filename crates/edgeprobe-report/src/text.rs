@@ -142,7 +142,19 @@ impl Renderer for TextRenderer {
             .map(|r| r.def.id.len())
             .max()
             .unwrap_or(10);
+        // Checks that do not apply are grouped by why, unless --verbose asks for each.
+        let mut skipped: Vec<(&str, Vec<&str>)> = Vec::new();
         for r in &report.results {
+            if !self.verbose && r.outcome.status == Status::Skip {
+                match skipped
+                    .iter_mut()
+                    .find(|(why, _)| *why == r.outcome.message)
+                {
+                    Some((_, ids)) => ids.push(&r.def.id),
+                    None => skipped.push((&r.outcome.message, vec![&r.def.id])),
+                }
+                continue;
+            }
             let (word, code) = mark(r.outcome.status);
             let vantage = match &r.vantage {
                 edgeprobe_core::Vantage::Host => String::new(),
@@ -177,6 +189,12 @@ impl Renderer for TextRenderer {
                     let _ = writeln!(out, "       {}", phase_line(p));
                 }
             }
+        }
+
+        for (why, ids) in &skipped {
+            let (word, code) = mark(Status::Skip);
+            let _ = writeln!(out, "{} {}", paint(c, code, word), ids.join(", "));
+            let _ = writeln!(out, "     {why}");
         }
 
         // Side by side when the checks ran from more than one vantage.

@@ -92,8 +92,11 @@ pub enum Output {
 #[derive(Args, Debug, Clone, Default)]
 pub struct CheckArgs {
     /// IoT Edge configuration to read (default: /etc/aziot/config.toml, else /etc/iotedge/config.yaml).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
     pub config: Option<PathBuf>,
+    /// Ignore the device's IoT Edge configuration even if one exists: use only the flags.
+    #[arg(long)]
+    pub no_config: bool,
     /// Where system files (systemd units, /etc/docker/daemon.json) are read from; for tests.
     #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
     pub system_root: PathBuf,

@@ -43,6 +43,8 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
         verbose: args.verbose,
         concurrency: 32,
         upstream_protocol: Some("Mqtt".into()),
+        // Hermetic: the machine's own IoT Edge configuration (proxy, registries) stays out.
+        no_config: true,
         // The simulated hub listens on loopback, which containers cannot reach.
         vantage: VantageChoice::Host,
         system_root: "/".into(),

@@ -102,8 +102,11 @@ fn server(raw: &str, vars: &Vars) -> Result<Option<(String, u16)>, String> {
     Ok(Some((host.to_ascii_lowercase(), port)))
 }
 
-/// The registries to check, in order: mcr (or the parent of a nested device), the agent
-/// image's, the auth server's, then `--registry`.
+/// The registries to check, in order: mcr (or the parent of a nested device) when the
+/// device's IoT Edge configuration was read (the runtime pulls its system modules from
+/// there), the agent image's, the auth server's, then `--registry`. An ad-hoc run without a
+/// configuration checks only the registries named with `--registry`, so it never reaches
+/// out to a registry nobody asked about.
 pub fn registries(
     flags: &[String],
     cfg: Option<&EdgeConfig>,
@@ -133,10 +136,12 @@ pub fn registries(
         &mut out[i]
     }
     // A nested device pulls through its parent (`$upstream:443`), not from mcr.
-    match vars.get("parent_hostname") {
-        Some(parent) => add(&mut out, parent.clone(), 443, false),
-        None => add(&mut out, MCR.to_owned(), 443, false),
-    };
+    if cfg.is_some() {
+        match vars.get("parent_hostname") {
+            Some(parent) => add(&mut out, parent.clone(), 443, false),
+            None => add(&mut out, MCR.to_owned(), 443, false),
+        };
+    }
     let source = cfg.map(|c| c.source.clone()).unwrap_or_default();
     if let Some(image) = cfg.and_then(|c| c.agent_image.as_deref()) {
         match ImageRef::parse(image) {
@@ -340,7 +345,7 @@ pub fn is_registry_check(r: &CheckResult) -> bool {
 /// Lines for `edgeprobe list`.
 pub fn list_lines(width: usize) -> String {
     format!(
-        "{:<width$}  {:<7} {:<8} -  Container registry answers the Registry API and serves the configured agent image's manifest  [derived: mcr.microsoft.com (the parent on a nested device), [agent.config] image's and [agent.config.auth]'s registry, --registry; one per registry]\n\
+        "{:<width$}  {:<7} {:<8} -  Container registry answers the Registry API and serves the configured agent image's manifest  [derived: mcr.microsoft.com (the parent on a nested device) when a device configuration is read, [agent.config] image's and [agent.config.auth]'s registry, --registry; one per registry]\n\
          {:<width$}  {:<7} {:<8} -  Registry data endpoint (where blob downloads redirect) answers HTTPS  [derived from the registry-* checks' blob redirects]\n",
         "registry-{host}",
         Endpoint::Registry.as_str(),
@@ -371,7 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn mcr_always_then_flags() {
+    fn without_a_configuration_only_the_flags_count() {
         let mut notes = Vec::new();
         let regs = registries(
             &["reg.example:5000".into(), "mcr.microsoft.com".into()],
@@ -383,9 +388,12 @@ mod tests {
         let ids: Vec<String> = regs.iter().map(Registry::id).collect();
         assert_eq!(
             ids,
-            ["registry-mcr-microsoft-com", "registry-reg-example-5000"]
+            ["registry-reg-example-5000", "registry-mcr-microsoft-com"]
         );
         assert!(regs.iter().all(|r| r.required));
+        assert!(registries(&[], None, &vars(None), &mut notes)
+            .unwrap()
+            .is_empty());
         assert!(registries(&["docker.io".into()], None, &vars(None), &mut notes).is_err());
         assert!(registries(&["a:b".into()], None, &vars(None), &mut notes).is_err());
     }
@@ -393,7 +401,13 @@ mod tests {
     #[test]
     fn a_nested_device_pulls_through_its_parent() {
         let mut notes = Vec::new();
-        let regs = registries(&[], None, &vars(Some("parent.lab")), &mut notes).unwrap();
+        let cfg = edgeprobe_iotedge::config::parse_str(
+            "hostname = \"child\"\n",
+            "config.toml",
+            edgeprobe_iotedge::config::ConfigFormat::Toml,
+        )
+        .unwrap();
+        let regs = registries(&[], Some(&cfg), &vars(Some("parent.lab")), &mut notes).unwrap();
         assert_eq!(regs.len(), 1);
         assert_eq!(regs[0].access.host, "parent.lab");
         assert!(known_pattern("registry-*"));

@@ -297,6 +297,9 @@ fn load_config(args: &CheckArgs, notes: &mut Vec<String>) -> Result<Option<EdgeC
             .map(Some)
             .map_err(|e| usage(format!("--config: {e}")));
     }
+    if args.no_config {
+        return Ok(None);
+    }
     let Some(path) = config::find_default() else {
         return Ok(None);
     };
