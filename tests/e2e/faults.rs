@@ -422,3 +422,50 @@ async fn ipv6_addresses_that_do_not_connect_are_a_warning_when_ipv4_works() {
         "the protocol still works over IPv4"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_x509_device_authenticates_with_its_client_certificate() {
+    let hub = crate::support::Hub::start_x509().await;
+    let ca = hub
+        .hub
+        .device_ca
+        .as_ref()
+        .expect("the hub accepts X.509 devices");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, leaf: &fixtures::pki::Leaf| {
+        let cert = dir.path().join(format!("{name}.pem"));
+        let key = dir.path().join(format!("{name}.key.pem"));
+        std::fs::write(&cert, &leaf.cert_pem).unwrap();
+        std::fs::write(&key, &leaf.key_pem).unwrap();
+        (cert.display().to_string(), key.display().to_string())
+    };
+    for (cn, want_auth, want_reason) in [
+        (crate::support::DEVICE, "ok", "ok"),
+        ("another-device", "rejected", "auth_rejected"),
+    ] {
+        let (cert, key) = write(cn, &ca.client_leaf(cn));
+        let mut args = hub.args(5.0);
+        drop_arg(&mut args, "--sas-key");
+        args.extend([
+            "--x509-cert".into(),
+            cert,
+            "--x509-key".into(),
+            key,
+            "--only".into(),
+            "iothub-mqtt".into(),
+        ]);
+        let r = run(args).await;
+        let rep = r.json();
+        let c = check(&rep, "iothub-mqtt");
+        assert_eq!(
+            (c.auth.as_deref(), c.reason.as_str()),
+            (Some(want_auth), want_reason),
+            "{cn}: {}",
+            c.message
+        );
+        assert!(
+            !r.stdout().contains("PRIVATE KEY"),
+            "the private key never reaches the output"
+        );
+    }
+}

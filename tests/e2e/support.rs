@@ -121,6 +121,11 @@ impl Hub {
         .await
     }
 
+    /// A hub that also accepts X.509 devices (client certificates from its device CA).
+    pub async fn start_x509() -> Hub {
+        Self::start_with(HubFaults::default(), |o| o.x509_devices = true).await
+    }
+
     /// An edge device (a gateway or a parent) named `hostname` that answers for the hub:
     /// usernames and tokens still name the IoT Hub.
     pub async fn start_edge(faults: HubFaults, hostname: &str) -> Hub {
