@@ -150,3 +150,57 @@ async fn no_auth_proves_the_dps_paths_from_dps_refusals() {
     }
     assert!(check(&rep, "dps-https").message.contains("401"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_enrollment_key_derives_the_device_key() {
+    // The DPS fixture knows the device by its derived key; the run is given the group key.
+    const GROUP_KEY: &str = "Z3JvdXAta2V5LWZvci1lZGdlcHJvYmUtZW5yb2xsbWVudA==";
+    let derived =
+        edgeprobe_iotedge::sas::derive_device_key(&Secret::new(GROUP_KEY), DEVICE).unwrap();
+    let mut options = HubOptions::new(DPS);
+    options.devices = vec![(DEVICE.into(), derived)];
+    options.dps = Some(DpsOptions {
+        id_scope: SCOPE.into(),
+        assigned_hub: HUB.into(),
+    });
+    let dps = SimulatedHub::start(options).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, &dps.ca_pem).unwrap();
+    let mut args: Vec<String> = [
+        "check",
+        "--id-scope",
+        SCOPE,
+        "--registration-id",
+        DEVICE,
+        "--dps-endpoint",
+        DPS,
+        "--dps-group-key",
+        GROUP_KEY,
+        "--trust-bundle",
+        &bundle.display().to_string(),
+        "--timeout",
+        "5",
+        "--output",
+        "json",
+        "--only",
+        "dps-https",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(dps.connect_to_args());
+    let r = run(args).await;
+    let rep = r.json();
+    let c = check(&rep, "dps-https");
+    assert_eq!(
+        (c.status.as_str(), c.auth.as_deref()),
+        ("pass", Some("ok")),
+        "{}",
+        c.message
+    );
+    assert!(
+        !r.stdout().contains(GROUP_KEY),
+        "the group key never reaches the output"
+    );
+}

@@ -114,13 +114,51 @@ pub(crate) async fn ensure_probe_image(
         .map_err(|_| DockerError::Timeout("importing the probe image"))??;
 
     match inspect(engine, &reference, deadline).await? {
-        Some(found) => Ok(ProbeImage {
-            built: true,
-            ..found
-        }),
+        Some(found) => {
+            prune_other_probe_images(engine, &reference, deadline).await;
+            Ok(ProbeImage {
+                built: true,
+                ..found
+            })
+        }
         None => Err(DockerError::Image(format!(
             "the engine accepted the import but has no image {reference}"
         ))),
+    }
+}
+
+/// Removes the probe images of other builds of the same version (`{version}-{other hash}`),
+/// so rebuilding the binary does not pile images up. Best effort and never forced: an image a
+/// running container uses stays. Other versions' images are left to the user.
+async fn prune_other_probe_images(engine: &Engine, keep: &str, deadline: Instant) {
+    // `edgeprobe-probe:{version}-{hash}`: the prefix up to the hash.
+    let Some((same_version, _)) = keep.rsplit_once('-') else {
+        return;
+    };
+    let docker = &engine.shared().docker;
+    let filters = HashMap::from([(
+        "reference".to_string(),
+        vec![image::PROBE_REPOSITORY.to_string()],
+    )]);
+    let options = bollard::query_parameters::ListImagesOptions {
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let Ok(Ok(images)) = timeout_at(deadline, docker.list_images(Some(options))).await else {
+        return;
+    };
+    for tag in images.iter().flat_map(|i| i.repo_tags.iter()) {
+        if tag != keep && tag.starts_with(&format!("{same_version}-")) {
+            let _ = timeout_at(
+                deadline,
+                docker.remove_image(
+                    tag,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                ),
+            )
+            .await;
+        }
     }
 }
 

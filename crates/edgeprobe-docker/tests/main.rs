@@ -551,3 +551,23 @@ async fn daemon_facts_read_the_api_and_daemon_json_under_root() {
         eprintln!("daemon facts of this host: {facts:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_binary_of_the_same_version_replaces_the_old_probe_image() {
+    let engine = engine().await;
+    let mut scratch = Scratch::default();
+    let version = unique("test");
+    let old = engine
+        .ensure_probe_image(Path::new("/usr/bin/getent"), &version, in_secs(60))
+        .await
+        .expect("first build");
+    scratch.images.push(old.reference.clone());
+    let new = engine
+        .ensure_probe_image(Path::new("/usr/bin/id"), &version, in_secs(60))
+        .await
+        .expect("second build");
+    scratch.images.push(new.reference.clone());
+    assert!(new.built && new.reference != old.reference);
+    let gone = engine.docker().inspect_image(&old.reference).await.is_err();
+    assert!(gone, "{} should have been pruned", old.reference);
+}

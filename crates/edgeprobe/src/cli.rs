@@ -137,6 +137,15 @@ pub struct CheckArgs {
     /// DPS endpoint (default global.azure-devices-provisioning.net).
     #[arg(long, value_name = "HOST")]
     pub dps_endpoint: Option<String>,
+    /// A DPS enrollment group's key: the device key is derived from it and the registration id.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "EDGEPROBE_DPS_GROUP_KEY",
+        hide_env_values = true,
+        conflicts_with = "sas_key"
+    )]
+    pub dps_group_key: Option<String>,
     /// Parent device of a nested edge device: upstream checks target it instead of IoT Hub.
     #[arg(long, value_name = "HOST")]
     pub parent_hostname: Option<String>,

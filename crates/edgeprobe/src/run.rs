@@ -473,8 +473,16 @@ fn gather(args: &CheckArgs, cfg: Option<&EdgeConfig>) -> Result<Inputs, AppError
             vars.insert("dps_endpoint".into(), endpoint);
             vars.insert("id_scope".into(), scope.clone());
             vars.insert("registration_id".into(), registration_id.clone());
-            let key = match &credentials {
-                Some(Credentials::SasKey(k)) => Some(k.clone()),
+            let key = match (&args.dps_group_key, &credentials) {
+                // Group enrollment: the device key is HMAC(group key, registration id).
+                (Some(group), _) => Some(
+                    edgeprobe_iotedge::sas::derive_device_key(
+                        &Secret::new(group.trim()),
+                        &registration_id,
+                    )
+                    .map_err(|e| usage(format!("--dps-group-key: {e}")))?,
+                ),
+                (None, Some(Credentials::SasKey(k))) => Some(k.clone()),
                 _ => cfg_key,
             };
             Some(DpsIdentity {
@@ -946,7 +954,7 @@ pub async fn check_with_facts(
     if let Some(p) = inputs.proxy.as_ref().and_then(|p| p.password.clone()) {
         secrets.push(p);
     }
-    for raw in [&args.sas_key, &args.connection_string]
+    for raw in [&args.sas_key, &args.connection_string, &args.dps_group_key]
         .into_iter()
         .flatten()
     {
