@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use fixtures::{HubFaults, PortFault};
 
-use crate::support::{check, run, run_prefixed, Hub, Netns, HUB};
+use crate::support::{check, run, run_prefixed, FixtureProcess, Hub, Netns, HUB};
 
 /// The margin PRODUCT.md allows past `--timeout`.
 const MARGIN: Duration = Duration::from_millis(500);
@@ -106,7 +106,6 @@ impl Drop for NetnsEtc {
 // deadline in DNS, and the probes then blamed a firewall on every port.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resolver_that_drops_aaaa_costs_only_the_resolution_delay() {
-    use std::io::{BufRead, BufReader};
     let ns = Netns::new("aaaa");
     // The nameserver never answers: UDP and TCP 53 are dropped.
     ns.exec(&[
@@ -122,27 +121,10 @@ async fn a_resolver_that_drops_aaaa_costs_only_the_resolution_delay() {
             ("resolv.conf", "nameserver 127.0.0.53\n"),
         ],
     );
-    let mut fixture = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            crate::support::bin(),
-            "serve-fixture",
-            "--real-ports",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(fixture.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ca: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let fixture = FixtureProcess::start(&ns, &["--real-ports"]);
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("ca.pem");
-    std::fs::write(&bundle, ca["ca_pem"].as_str().unwrap()).unwrap();
+    std::fs::write(&bundle, fixture.get("ca_pem")).unwrap();
     let args: Vec<String> = [
         "check",
         "--iothub-hostname",
@@ -163,8 +145,7 @@ async fn a_resolver_that_drops_aaaa_costs_only_the_resolution_delay() {
     .map(|s| s.to_string())
     .collect();
     let r = run_prefixed(&ns.prefix(), args).await;
-    let _ = fixture.kill();
-    let _ = fixture.wait();
+    drop(fixture);
     let rep = r.json();
     for id in ["iothub-mqtt", "iothub-https"] {
         let c = check(&rep, id);

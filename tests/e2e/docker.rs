@@ -5,57 +5,32 @@
 //! The hub runs as its own process in a network namespace behind the host, so traffic from
 //! the containers crosses the host's FORWARD chain exactly as it would to reach Azure.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::support::{check, run, sh, IptablesRule, Netns, DEVICE, HUB, KEY};
+use crate::support::{check, run, sh, FixtureProcess, IptablesRule, Netns, DEVICE, HUB, KEY};
 
 /// The fixture process in its namespace, with the addresses it printed.
 struct RemoteHub {
-    child: Child,
+    _process: FixtureProcess,
     mqtt: String,
     amqp: String,
     https: String,
     ca_pem: String,
 }
 
-impl Drop for RemoteHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_remote_hub(ns: &Netns, ip: &str, faults: &[&str]) -> RemoteHub {
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            crate::support::bin(),
-            "serve-fixture",
-            "--bind",
-            ip,
-        ])
-        .args(["--device", &format!("{DEVICE}:{KEY}")])
-        .args(faults.iter().flat_map(|f| ["--fault", f]))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("serve-fixture starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve-fixture said {line:?}: {e}"));
-    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    let device = format!("{DEVICE}:{KEY}");
+    let mut args = vec!["--bind", ip, "--device", &device];
+    for f in faults {
+        args.extend(["--fault", f]);
+    }
+    let process = FixtureProcess::start(ns, &args);
     RemoteHub {
-        mqtt: s("mqtt"),
-        amqp: s("amqp"),
-        https: s("https"),
-        ca_pem: s("ca_pem"),
-        child,
+        mqtt: process.get("mqtt"),
+        amqp: process.get("amqp"),
+        https: process.get("https"),
+        ca_pem: process.get("ca_pem"),
+        _process: process,
     }
 }
 

@@ -288,3 +288,49 @@ impl Drop for IptablesRule {
             .output();
     }
 }
+
+/// `edgeprobe serve-fixture` as a process inside a namespace: the simulated hub placed where
+/// a real one would be. It prints one JSON line (addresses, CA) and is killed on drop.
+pub struct FixtureProcess {
+    child: std::process::Child,
+    info: serde_json::Value,
+}
+
+impl FixtureProcess {
+    /// Starts `serve-fixture ARGS...` in `ns` and waits for its line.
+    pub fn start(ns: &Netns, args: &[&str]) -> FixtureProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, bin(), "serve-fixture"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("serve-fixture starts");
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        match serde_json::from_str(&line) {
+            Ok(info) => FixtureProcess { child, info },
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve-fixture said {line:?}: {e}");
+            }
+        }
+    }
+
+    /// A field of its line: `mqtt`, `amqp`, `https` (addresses) or `ca_pem`.
+    pub fn get(&self, key: &str) -> String {
+        self.info[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("serve-fixture printed no {key}"))
+            .to_owned()
+    }
+}
+
+impl Drop for FixtureProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -2,13 +2,12 @@
 //! the certificates they present, made with `openssl` at test time. Every server runs in the
 //! `cloud` namespace, is started here and killed by PID (or process group) on drop.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, Netns, DEVICE, KEY};
+use crate::support::{FixtureProcess, Netns, DEVICE, KEY};
 
 /// The lab's IoT Hub name (served by dnsmasq, on every certificate).
 pub const LAB_HUB: &str = "labhub.azure-devices.net";
@@ -534,38 +533,25 @@ pub fn rabbitmq(ns: &Netns, dir: &Path, ip: &str, pki: &Pki) -> Rabbit {
 /// uses it for one thing only: the AMQP-over-WebSocket backend behind nginx, because no
 /// Debian package speaks AMQP 1.0 over WebSocket with `AMQPWSB10`.
 pub struct Fixture {
-    child: Child,
+    _process: FixtureProcess,
     pub https: String,
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 pub fn fixture(ns: &Netns) -> Fixture {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, bin(), "serve-fixture"])
-        .args(["--bind", "127.0.0.1", "--hostname", LAB_HUB])
-        .args(["--device", &format!("{DEVICE}:{KEY}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("serve-fixture starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value = match serde_json::from_str(&line) {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve-fixture said {line:?}: {e}");
-        }
-    };
-    let https = v["https"].as_str().unwrap().to_owned();
-    Fixture { child, https }
+    let device = format!("{DEVICE}:{KEY}");
+    let process = FixtureProcess::start(
+        ns,
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--hostname",
+            LAB_HUB,
+            "--device",
+            &device,
+        ],
+    );
+    Fixture {
+        https: process.get("https"),
+        _process: process,
+    }
 }
