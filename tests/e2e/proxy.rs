@@ -253,10 +253,8 @@ async fn on_a_proxy_only_network_only_the_websocket_protocols_work_and_amqp_ws_i
 async fn an_unreachable_proxy_is_named_as_such() {
     let hub = Hub::start(HubFaults::default()).await;
     let mut args = hub.args(5.0);
-    args.extend([
-        "--proxy".into(),
-        format!("http://127.0.0.1:{}", thirdparty::free_port()),
-    ]);
+    let closed = fixtures::ClosedPort::loopback().unwrap();
+    args.extend(["--proxy".into(), format!("http://{}", closed.addr())]);
     let rep = run(args).await.json();
     for id in PROXIED {
         let c = check(&rep, id);

@@ -243,8 +243,8 @@ async fn registry_and_its_data_endpoint_both_reachable() {
 async fn a_blocked_data_endpoint_means_pulls_stall() {
     let reg = Registry::start(false);
     reg.push(false).await;
-    let closed = free_port();
-    let mut args = reg.args(&reg.config(None), closed);
+    let closed = fixtures::ClosedPort::loopback().unwrap();
+    let mut args = reg.args(&reg.config(None), closed.port());
     let r = run(args.clone()).await;
     let rep = r.json();
     let c = check(&rep, &registry_id());

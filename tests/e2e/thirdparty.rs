@@ -20,13 +20,26 @@ impl Drop for Server {
     }
 }
 
-/// A free loopback port (bound and released; the server binds it right after).
+/// A free loopback port for a server that binds it itself, right after.
+///
+/// Taken below Linux's ephemeral range (32768–60999), where the kernel never hands out a
+/// port to the run's own `bind(0)` listeners and fixtures, so nothing else of the run can
+/// claim it between this check and the server's bind. Numbers are not reused within the
+/// run; the start depends on the PID so that concurrent runs rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id() % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + (base + n) % SPAN).expect("below 32000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {FIRST} and {}", FIRST + SPAN);
 }
 
 /// Waits until `addr` accepts connections or the process dies; panics with its log otherwise.

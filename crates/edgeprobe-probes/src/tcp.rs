@@ -186,9 +186,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_refused() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
+        // Bound but not listening: refused, and no other test can be handed the number.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
         let rec = PhaseRecorder::new();
         let err = connect(&[addr], &rec, Instant::now() + Duration::from_secs(5))
             .await
