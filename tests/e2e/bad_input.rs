@@ -22,6 +22,16 @@ async fn bad_flags_and_files_exit_2_with_one_line_naming_the_culprit() {
     write(&checks, "mine.toml", "[[check]]\nid = \"my-check\"\ntitle = \"t\"\nendpoint = \"device\"\nprotocol = \"smtp\"\nhost = \"h\"\n");
     let checks_dir = checks.path().display().to_string();
     let base = ["check", "--iothub-hostname", "h.example", "--timeout", "1"];
+    let dps = [
+        "check",
+        "--id-scope",
+        "0ne0",
+        "--registration-id",
+        "r",
+        "--timeout",
+        "1",
+    ];
+    let bad_state = write(&dir, "device_info", "hub_name = [unclosed\n");
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["check", "--bogus"], "--bogus"),
@@ -93,6 +103,14 @@ async fn bad_flags_and_files_exit_2_with_one_line_naming_the_culprit() {
             ]
             .concat(),
             "--x509-cert: /nonexistent/c.pem: cannot read",
+        ),
+        (
+            [&dps[..], &["--identity-state", "/nonexistent/device_info"]].concat(),
+            "--identity-state: /nonexistent/device_info does not exist",
+        ),
+        (
+            [&dps[..], &["--identity-state", &bad_state]].concat(),
+            "device_info: not a provisioning state: TOML",
         ),
     ];
     for (args, culprit) in cases {

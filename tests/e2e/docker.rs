@@ -245,13 +245,14 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
             "DROP",
         ],
     );
-    let r = run(args("4")).await;
+    let r = run(args("5")).await;
     let rep = r.json();
     let amqp: Vec<_> = rep
         .checks
         .iter()
         .filter(|c| c.id == "iothub-amqp")
         .collect();
+    assert_eq!(amqp.len(), 2, "both vantages: {:?}", rep.context.notes);
     assert_eq!(
         (amqp[0].vantage.as_str(), amqp[0].status.as_str()),
         ("host", "pass")

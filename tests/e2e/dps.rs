@@ -5,7 +5,7 @@
 use edgeprobe_iotedge::secret::Secret;
 use fixtures::{DpsOptions, HubFaults, HubOptions, SimulatedHub};
 
-use crate::support::{check, run, set_arg, Hub, DEVICE, HUB, KEY, WRONG_KEY};
+use crate::support::{check, drop_arg, run, set_arg, Hub, DEVICE, HUB, KEY, WRONG_KEY};
 
 const DPS: &str = "testdps.azure-devices-provisioning.net";
 const SCOPE: &str = "0ne00TEST01";
@@ -18,12 +18,17 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_assigning(HUB).await
+}
+
+/// A hub, and a DPS that assigns the device to `assigned_hub`.
+async fn setup_assigning(assigned_hub: &str) -> Setup {
     let hub = Hub::start(HubFaults::default()).await;
     let mut options = HubOptions::new(DPS);
     options.devices = vec![(DEVICE.into(), Secret::new(KEY))];
     options.dps = Some(DpsOptions {
         id_scope: SCOPE.into(),
-        assigned_hub: HUB.into(),
+        assigned_hub: assigned_hub.into(),
     });
     let dps = SimulatedHub::start(options).await.unwrap();
     // One trust bundle holding both services' roots, as a real bundle would.
@@ -203,4 +208,152 @@ async fn a_group_enrollment_key_derives_the_device_key() {
         !r.stdout().contains(GROUP_KEY),
         "the group key never reaches the output"
     );
+}
+
+/// aziot-identityd's `device_info`, as it writes it after provisioning.
+fn device_info(dir: &std::path::Path, hub: &str) -> String {
+    let path = dir.join("device_info");
+    std::fs::write(
+        &path,
+        format!(
+            "hub_name = \"{hub}\"\nlocal_gateway_hostname = \"{hub}\"\ndevice_id = \"{DEVICE}\"\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_identity_services_state_names_the_hub_even_when_dps_is_unreachable() {
+    let s = setup().await;
+    let mut args = s.args.clone();
+    // DPS's ports refuse: only the provisioning state can tell the hub.
+    let closed = fixtures::ClosedPort::loopback().unwrap();
+    let dps_targets: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.starts_with(&format!("{DPS}:")))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(dps_targets.len(), 3);
+    for i in dps_targets {
+        let port = args[i].split(':').nth(1).unwrap().to_owned();
+        args[i] = format!("{DPS}:{port}:{}:{}", closed.addr().ip(), closed.port());
+    }
+    let state = device_info(s._dir.path(), HUB);
+    args.extend(["--identity-state".into(), state.clone()]);
+    let rep = run(args).await.json();
+    for p in ["mqtt", "amqp", "mqtt-ws", "amqp-ws", "https"] {
+        let c = check(&rep, &format!("dps-{p}"));
+        assert_eq!(c.reason, "tcp_refused", "dps-{p}: {}", c.message);
+        let h = check(&rep, &format!("iothub-{p}"));
+        assert_eq!(h.status, "pass", "iothub-{p}: {}", h.message);
+    }
+    assert_eq!(check(&rep, "iothub-amqp").auth.as_deref(), Some("ok"));
+    assert_eq!(rep.context.iothub_hostname.as_deref(), Some(HUB));
+    assert_eq!(rep.context.device_id.as_deref(), Some(DEVICE));
+    assert!(
+        rep.context
+            .notes
+            .iter()
+            .any(|n| n.contains(&state) && n.contains(&format!("assigned this device to {HUB}"))),
+        "{:?}",
+        rep.context.notes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_dps_would_now_move_is_checked_where_it_is_and_told_so() {
+    let s = setup_assigning("newhub.azure-devices.net").await;
+    let mut args = s.args.clone();
+    let state = device_info(s._dir.path(), HUB);
+    args.extend(["--identity-state".into(), state]);
+    let rep = run(args).await.json();
+    // The hub checks ran against the hub in the state, beside the DPS checks.
+    assert_eq!(rep.context.iothub_hostname.as_deref(), Some(HUB));
+    assert_eq!(check(&rep, "iothub-amqp").host.as_deref(), Some(HUB));
+    assert_eq!(check(&rep, "iothub-amqp").status, "pass");
+    assert!(check(&rep, "dps-https")
+        .message
+        .contains("assigned to newhub.azure-devices.net"));
+    assert!(
+        rep.context.notes.iter().any(|n| n.contains(
+            "status lookup names newhub.azure-devices.net, but the device stays on testhub"
+        )),
+        "{:?}",
+        rep.context.notes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_1_1_config_finds_the_provisioning_backup_under_its_homedir() {
+    let s = setup().await;
+    let home = s._dir.path().join("iotedge");
+    std::fs::create_dir_all(home.join("cache")).unwrap();
+    std::fs::write(
+        home.join("cache/provisioning_backup.json"),
+        format!(r#"{{"device_id":"{DEVICE}","hub_name":"{HUB}","reconfigure":"None"}}"#),
+    )
+    .unwrap();
+    let config = s._dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "provisioning:\n  source: \"dps\"\n  global_endpoint: \"https://{DPS}/\"\n  scope_id: \"{SCOPE}\"\n  attestation:\n    method: \"symmetric_key\"\n    registration_id: \"{DEVICE}\"\n    symmetric_key: \"{KEY}\"\nhostname: \"edge\"\nhomedir: \"{}\"\n",
+            home.display()
+        ),
+    )
+    .unwrap();
+    let mut args = s.args.clone();
+    for flag in [
+        "--id-scope",
+        "--registration-id",
+        "--dps-endpoint",
+        "--sas-key",
+    ] {
+        drop_arg(&mut args, flag);
+    }
+    args.extend([
+        "--config".into(),
+        config.display().to_string(),
+        "--skip".into(),
+        "registry-*".into(),
+        "--vantage".into(),
+        "host".into(),
+    ]);
+    let rep = run(args).await.json();
+    assert!(
+        rep.context
+            .notes
+            .iter()
+            .any(|n| n.contains("cache/provisioning_backup.json") && n.contains(HUB)),
+        "{:?}",
+        rep.context.notes
+    );
+    assert_eq!(check(&rep, "dps-https").auth.as_deref(), Some("ok"));
+    let amqp = check(&rep, "iothub-amqp");
+    assert_eq!(
+        (amqp.status.as_str(), amqp.auth.as_deref()),
+        ("pass", Some("ok"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unprovisioned_state_falls_back_to_the_status_lookup() {
+    let s = setup().await;
+    let path = s._dir.path().join("device_info");
+    std::fs::write(&path, "unprovisioned").unwrap();
+    let mut args = s.args.clone();
+    args.extend(["--identity-state".into(), path.display().to_string()]);
+    let rep = run(args).await.json();
+    let notes = &rep.context.notes;
+    assert!(
+        notes.iter().any(|n| n.contains("not provisioned yet")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("DPS assigned")),
+        "{notes:?}"
+    );
+    assert_eq!(check(&rep, "iothub-mqtt").status, "pass");
 }

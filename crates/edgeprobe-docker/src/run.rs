@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
@@ -75,6 +76,15 @@ pub(crate) async fn ensure_probe_image(
             ..found
         });
     }
+    // Another edgeprobe may be importing the same image: wait for it, then use its image
+    // instead of importing a second copy (which would leave the first one dangling).
+    let _turn = build_turn(deadline).await?;
+    if let Some(found) = inspect(engine, &reference, deadline).await? {
+        return Ok(ProbeImage {
+            built: false,
+            ..found
+        });
+    }
 
     let libs = image::ldd(binary, deadline).await?;
     let ca = std::fs::read("/etc/ssl/certs/ca-certificates.crt").ok();
@@ -124,6 +134,36 @@ pub(crate) async fn ensure_probe_image(
         None => Err(DockerError::Image(format!(
             "the engine accepted the import but has no image {reference}"
         ))),
+    }
+}
+
+/// An exclusive lock on a file beside other edgeprobe processes, held while the probe image
+/// is built; released when dropped. Best effort: without a usable lock file, no lock.
+async fn build_turn(deadline: Instant) -> Result<Option<std::fs::File>, DockerError> {
+    let path = std::env::temp_dir().join("edgeprobe-probe-image.lock");
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    else {
+        return Ok(None);
+    };
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return Err(DockerError::Timeout(
+                        "waiting for another edgeprobe to import the probe image",
+                    ));
+                }
+                // Polling a lock held for seconds at most: a short nap, bounded by the deadline.
+                tokio::time::sleep_until(deadline.min(Instant::now() + Duration::from_millis(50)))
+                    .await;
+            }
+            Err(std::fs::TryLockError::Error(_)) => return Ok(None),
+        }
     }
 }
 

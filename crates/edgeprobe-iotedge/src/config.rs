@@ -141,6 +141,8 @@ pub struct EdgeConfig {
     /// `agent.env` `https_proxy` / `HTTPS_PROXY`; may hold a password.
     pub https_proxy: Option<Secret>,
     pub moby_runtime: MobyRuntime,
+    /// 1.1: iotedged's `homedir` (its provisioning backup lives under it).
+    pub homedir: Option<PathBuf>,
 }
 
 impl EdgeConfig {
@@ -805,6 +807,10 @@ impl Reader<'_> {
             upstream_protocol,
             https_proxy,
             moby_runtime: self.moby_runtime(root)?,
+            homedir: match format {
+                ConfigFormat::Yaml => self.string(root, "", "homedir")?.map(PathBuf::from),
+                ConfigFormat::Toml => None,
+            },
         })
     }
 
@@ -1246,6 +1252,7 @@ mod tests {
                     upstream_protocol: None,
                     https_proxy: None,
                     moby_runtime: default_moby.clone(),
+                    homedir: None,
                 },
             ),
             (
@@ -1262,6 +1269,7 @@ mod tests {
                     upstream_protocol: s("mqttws"),
                     https_proxy: None,
                     moby_runtime: MobyRuntime::default(),
+                    homedir: None,
                 },
             ),
             (
@@ -1278,6 +1286,7 @@ mod tests {
                     upstream_protocol: None,
                     https_proxy: None,
                     moby_runtime: MobyRuntime::default(),
+                    homedir: None,
                 },
             ),
             (
@@ -1301,6 +1310,7 @@ mod tests {
                     upstream_protocol: None,
                     https_proxy: None,
                     moby_runtime: MobyRuntime::default(),
+                    homedir: None,
                 },
             ),
             (
@@ -1324,6 +1334,7 @@ mod tests {
                     upstream_protocol: None,
                     https_proxy: None,
                     moby_runtime: MobyRuntime::default(),
+                    homedir: None,
                 },
             ),
             (
@@ -1348,6 +1359,7 @@ mod tests {
                     upstream_protocol: None,
                     https_proxy: None,
                     moby_runtime: MobyRuntime::default(),
+                    homedir: None,
                 },
             ),
             (
@@ -1369,6 +1381,7 @@ mod tests {
                     upstream_protocol: None,
                     https_proxy: None,
                     moby_runtime: MobyRuntime::default(),
+                    homedir: None,
                 },
             ),
             (
@@ -1409,6 +1422,7 @@ mod tests {
                             ],
                         },
                     },
+                    homedir: None,
                 },
             ),
             (
@@ -1425,6 +1439,7 @@ mod tests {
                     upstream_protocol: s("Mqtt"),
                     https_proxy: None,
                     moby_runtime: default_moby.clone(),
+                    homedir: p("/var/lib/iotedge"),
                 },
             ),
             (
@@ -1452,6 +1467,7 @@ mod tests {
                     upstream_protocol: None,
                     https_proxy: None,
                     moby_runtime: MobyRuntime::default(),
+                    homedir: None,
                 },
             ),
             (
@@ -1493,6 +1509,7 @@ mod tests {
                             ],
                         },
                     },
+                    homedir: None,
                 },
             ),
         ];

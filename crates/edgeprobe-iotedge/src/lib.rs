@@ -8,6 +8,8 @@ pub mod clock;
 pub mod config;
 /// Device identities, connection strings and credentials.
 pub mod identity;
+/// The hub a DPS device was assigned, from the identity service's state on disk.
+pub mod identity_state;
 /// Where each IoT Edge component takes its proxy from, and where they disagree.
 pub mod proxy_sources;
 /// SAS tokens: signing (for probes) and verifying (for the simulated hub).

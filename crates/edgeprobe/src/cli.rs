@@ -137,6 +137,10 @@ pub struct CheckArgs {
     /// DPS endpoint (default global.azure-devices-provisioning.net).
     #[arg(long, value_name = "HOST")]
     pub dps_endpoint: Option<String>,
+    /// The identity service's provisioning state, where a DPS device's assigned hub is kept
+    /// (default /var/lib/aziot/identityd/device_info; 1.1: <homedir>/cache/provisioning_backup.json).
+    #[arg(long, value_name = "FILE")]
+    pub identity_state: Option<PathBuf>,
     /// A DPS enrollment group's key: the device key is derived from it and the registration id.
     #[arg(
         long,
@@ -209,6 +213,10 @@ pub struct CheckArgs {
     /// Most probes in flight at once.
     #[arg(long, value_name = "N", default_value = "32", hide = true)]
     pub concurrency: usize,
+    /// An absolute deadline (Unix time in ms) that wins over --timeout when sooner: the
+    /// container vantage ends with its host run however long the container took to start.
+    #[arg(long, value_name = "MS", hide = true)]
+    pub until_unix_ms: Option<u64>,
     /// The UpstreamProtocol the device is configured with (normally read from its configuration).
     #[arg(long, value_name = "PROTOCOL", value_parser = ["Amqp", "Mqtt", "AmqpWs", "MqttWs"])]
     pub upstream_protocol: Option<String>,

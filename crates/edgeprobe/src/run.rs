@@ -13,6 +13,7 @@ use edgeprobe_iotedge::config::{self, DpsAttestation, EdgeConfig, KeyMaterial, P
 use edgeprobe_iotedge::identity::{
     ConnectionString, Credentials, DeviceIdentity, DpsIdentity, DPS_GLOBAL_ENDPOINT,
 };
+use edgeprobe_iotedge::identity_state::{self, ProvisioningState};
 use edgeprobe_iotedge::proxy_sources;
 use edgeprobe_iotedge::secret::Secret;
 use edgeprobe_iotedge::verdict::{self, UpstreamProtocol};
@@ -563,6 +564,70 @@ fn gather(args: &CheckArgs, cfg: Option<&EdgeConfig>) -> Result<Inputs, AppError
     })
 }
 
+/// A DPS device whose hub no flag names: take the hub it was assigned from the identity
+/// service's state, so the hub checks run beside the DPS checks (and even when DPS cannot be
+/// reached). Without usable state the hub comes from DPS's status lookup later. Returns the
+/// hub the state named.
+fn provisioning_state(
+    args: &CheckArgs,
+    cfg: Option<&EdgeConfig>,
+    inputs: &mut Inputs,
+    notes: &mut Vec<String>,
+) -> Result<Option<String>, AppError> {
+    if inputs.dps.is_none() || inputs.vars.contains_key("iothub_hostname") {
+        return Ok(None);
+    }
+    let path = match (&args.identity_state, cfg) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => identity_state::default_path(c.format, c.homedir.as_deref()),
+        // Ad-hoc DPS flags without a configuration: this machine's state is not the device's.
+        (None, None) => return Ok(None),
+    };
+    let fallback = "the hub comes from DPS's registration status lookup";
+    match identity_state::read(&path) {
+        Ok(ProvisioningState::Assigned(a)) => {
+            if !is_host_name(&a.hub) {
+                return Err(usage(format!(
+                    "{}: hub_name {:?} is not a host name",
+                    a.source.display(),
+                    a.hub
+                )));
+            }
+            notes.push(format!(
+                "the identity service's state ({}) says DPS assigned this device to {} as {}; the hub checks use that",
+                a.source.display(),
+                a.hub,
+                a.device_id
+            ));
+            inputs.vars.insert("iothub_hostname".into(), a.hub.clone());
+            inputs.vars.insert("device_id".into(), a.device_id.clone());
+            let credentials = match inputs.dps.as_ref().and_then(|d| d.key.clone()) {
+                Some(key) => Credentials::SasKey(key),
+                None => Credentials::None,
+            };
+            inputs.identity = Some(DeviceIdentity {
+                hub: a.hub.clone(),
+                device_id: a.device_id,
+                credentials,
+            });
+            Ok(Some(a.hub))
+        }
+        Ok(ProvisioningState::Unprovisioned { source }) => {
+            notes.push(format!(
+                "{}: the device is not provisioned yet; {fallback}",
+                source.display()
+            ));
+            Ok(None)
+        }
+        // A file the user named must be usable.
+        Err(e) if args.identity_state.is_some() => Err(usage(format!("--identity-state: {e}"))),
+        Err(e) => {
+            notes.push(format!("no provisioning state: {e}; {fallback}"));
+            Ok(None)
+        }
+    }
+}
+
 /// Do edgeAgent, aziot-edged, aziot-identityd and the Docker daemon use the same proxy?
 /// A mismatch is the classic "the host works but the runtime does not".
 fn proxy_consistency(root: &std::path::Path, cfg: Option<&EdgeConfig>) -> Outcome {
@@ -674,10 +739,16 @@ pub async fn check_with_facts(
 ) -> Result<(RunReport, RunFacts), AppError> {
     let started_at = SystemTime::now();
     let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(args.timeout);
+    let mut deadline = start + Duration::from_secs_f64(args.timeout);
+    if let Some(ms) = args.until_unix_ms {
+        let until = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let left = until.duration_since(started_at).unwrap_or(Duration::ZERO);
+        deadline = deadline.min(start + left);
+    }
     let catalog = load_catalog(args.checks_dir.as_deref())?;
     let cfg = load_config(args, &mut context.notes)?;
     let mut inputs = gather(args, cfg.as_ref())?;
+    let state_hub = provisioning_state(args, cfg.as_ref(), &mut inputs, &mut context.notes)?;
     if let Some(c) = &cfg {
         context
             .notes
@@ -723,11 +794,9 @@ pub async fn check_with_facts(
         }))
     };
 
-    // A DPS device learns its hub from DPS: look it up first (the status lookup, never a
-    // registration), then run everything else against the assigned hub. Other tools skip
-    // the hub checks on DPS devices; this is how we do not.
-    let side = vantage::prepare(args, cfg.as_ref(), &mut context.notes, deadline).await?;
-    let container_inputs = side.as_ref().map(|_| vantage::ContainerInputs {
+    // The container side (engine, network, probe image, then the run) is prepared beside
+    // the host's probes: building the probe image on a first run takes no time from them.
+    let container_inputs = vantage::ContainerInputs {
         vars: inputs
             .vars
             .iter()
@@ -749,8 +818,14 @@ pub async fn check_with_facts(
             .map(|p| p.url_with_credentials().expose().to_owned()),
         no_proxy: inputs.no_proxy.clone(),
         configured: inputs.configured.map(|p| p.as_str().to_owned()),
-    });
+    };
+    let mut container_notes = Vec::new();
+    // The engine, once known, so that Ctrl-C can remove what the container side started.
+    let engine_slot: std::sync::Mutex<Option<edgeprobe_docker::Engine>> = Default::default();
     let notes = &mut context.notes;
+    // A DPS device learns its hub from DPS: look it up first (the status lookup, never a
+    // registration), then run everything else against the assigned hub. Other tools skip
+    // the hub checks on DPS devices; this is how we do not.
     let host = async {
         let mut results = Vec::new();
         if inputs.dps.is_some()
@@ -803,27 +878,50 @@ pub async fn check_with_facts(
         Ok::<_, AppError>(results)
     };
     let container = async {
-        match (&side, container_inputs) {
-            (Some(side), Some(ci)) => Some(vantage::run(side, args, ci, deadline).await),
-            _ => None,
-        }
+        let Some(side) =
+            vantage::prepare(args, cfg.as_ref(), &mut container_notes, deadline).await?
+        else {
+            return Ok((None, None));
+        };
+        *engine_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(side.engine.clone());
+        let outcome = vantage::run(&side, args, container_inputs, deadline).await;
+        Ok::<_, AppError>((Some(side), Some(outcome)))
     };
-    let work = async { tokio::join!(host, container) };
-    let (host_results, container_outcome) = tokio::select! {
+    // A container side that must run and cannot (`--vantage container`) ends the run at once.
+    let work = async { tokio::try_join!(host, container) };
+    let outcome = tokio::select! {
         r = work => r,
         _ = tokio::signal::ctrl_c() => {
-            if let Some(side) = &side {
-                side.engine.cleanup().await;
+            let engine = engine_slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(engine) = engine {
+                engine.cleanup().await;
             }
             return Err(AppError::Interrupted);
         }
     };
+    let (host_results, (side, container_outcome)) = outcome?;
+    context.notes.append(&mut container_notes);
     if let Some(side) = &side {
         // Wait for the probe container's removal before reporting.
         side.engine.cleanup().await;
     }
     progress.finish().await;
-    let mut results = host_results?;
+    let mut results = host_results;
+    if let Some(state_hub) = &state_hub {
+        // DPS may have moved the device since: the runtime keeps its state until it
+        // reprovisions, so that is what was checked, but the user should know.
+        let looked_up = results
+            .iter()
+            .filter(|r| r.def.id == DPS_LOOKUP_ID)
+            .flat_map(|r| r.outcome.learned.iter())
+            .find(|(k, _)| k == "iothub_hostname")
+            .map(|(_, hub)| hub.clone());
+        if let Some(now) = looked_up.filter(|hub| hub != state_hub) {
+            context.notes.push(format!(
+                "DPS's status lookup names {now}, but the device stays on {state_hub} (its provisioning state) until it reprovisions; the hub checks used {state_hub}"
+            ));
+        }
+    }
     let firewall = match &container_outcome {
         Some(c) if c.error.is_none() => {
             vantage::firewall_rules(Instant::now() + Duration::from_millis(300)).await

@@ -8,7 +8,7 @@
 //! is removed, also on timeout and Ctrl-C.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use edgeprobe_core::runner::CheckResult;
 use edgeprobe_core::{Endpoint, Outcome, Protocol, Reason, Status, Vantage};
@@ -23,8 +23,11 @@ use crate::AppError;
 
 /// Where the container sees its inputs.
 const MOUNT_DIR: &str = "/run/edgeprobe";
-/// Time the container needs beyond its own deadline to start, report and be removed.
-const CONTAINER_OVERHEAD: Duration = Duration::from_millis(700);
+/// Time the container needs after its own deadline to exit and report (its start-up
+/// comes out of its deadline, which is absolute).
+const CONTAINER_OVERHEAD: Duration = Duration::from_millis(400);
+/// The shortest container run worth starting.
+const MIN_CONTAINER_RUN: Duration = Duration::from_millis(1000);
 /// Longest we wait for the engine's first answer.
 const ENGINE_BUDGET: Duration = Duration::from_secs(3);
 
@@ -93,8 +96,14 @@ pub async fn prepare(
         Ok(b) => b,
         Err(e) => return skip(notes, format!("cannot locate the edgeprobe binary: {e}")),
     };
+    // Building the image (a first run, or a new binary) may take longer than the engine's
+    // answers: it may use the run's time down to what the container needs to run at all.
+    let image_deadline = deadline
+        .checked_sub(CONTAINER_OVERHEAD + MIN_CONTAINER_RUN)
+        .filter(|d| *d > budget)
+        .unwrap_or(budget);
     let image = match engine
-        .ensure_probe_image(&binary, env!("CARGO_PKG_VERSION"), budget)
+        .ensure_probe_image(&binary, env!("CARGO_PKG_VERSION"), image_deadline)
         .await
     {
         Ok(i) => i.reference,
@@ -144,7 +153,7 @@ pub async fn run(
     let inner = deadline
         .saturating_duration_since(Instant::now())
         .saturating_sub(CONTAINER_OVERHEAD);
-    if inner < Duration::from_millis(500) {
+    if inner < MIN_CONTAINER_RUN / 2 {
         return failed("not enough time left for the container vantage; raise --timeout".into());
     }
     let dir = match tempfile_dir() {
@@ -159,6 +168,14 @@ pub async fn run(
         "json".into(),
         "--timeout".into(),
         format!("{:.3}", inner.as_secs_f64()),
+        // The same clock inside: whatever the engine takes to start the container is
+        // taken from the probes' time, not added to the run.
+        "--until-unix-ms".into(),
+        (SystemTime::now() + inner)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+            .to_string(),
         "--concurrency".into(),
         args.concurrency.to_string(),
     ];
