@@ -453,15 +453,29 @@ async fn an_x509_device_authenticates_with_its_client_certificate() {
             key,
             "--only".into(),
             "iothub-mqtt".into(),
+            "--only".into(),
+            "iothub-amqp".into(),
         ]);
         let r = run(args).await;
         let rep = r.json();
-        let c = check(&rep, "iothub-mqtt");
-        assert_eq!(
-            (c.auth.as_deref(), c.reason.as_str()),
-            (Some(want_auth), want_reason),
-            "{cn}: {}",
-            c.message
+        // MQTT: CONNACK for the certificate's device; AMQP: no token at all, the telemetry
+        // link is authorized (or refused) by the certificate alone.
+        for id in ["iothub-mqtt", "iothub-amqp"] {
+            let c = check(&rep, id);
+            assert_eq!(
+                (c.auth.as_deref(), c.reason.as_str()),
+                (Some(want_auth), want_reason),
+                "{cn} {id}: {}",
+                c.message
+            );
+        }
+        let amqp = check(&rep, "iothub-amqp");
+        assert!(
+            amqp.phases
+                .iter()
+                .all(|p| p.detail.get("cbs_status").is_none()),
+            "no CBS token with X.509: {:?}",
+            amqp.phases
         );
         assert!(
             !r.stdout().contains("PRIVATE KEY"),
