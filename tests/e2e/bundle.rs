@@ -11,7 +11,7 @@ const PROXY_PASSWORD: &str = "bundle-proxy-pw-4711";
 const REGISTRY_PASSWORD: &str = "bundle-registry-pw-0815";
 
 /// Every file of a .tar.gz bundle: (path, contents).
-fn unpack(bytes: &[u8]) -> Vec<(String, String)> {
+pub fn unpack(bytes: &[u8]) -> Vec<(String, String)> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
     let mut out = Vec::new();
     for entry in archive.entries().expect("a tar.gz") {
@@ -117,6 +117,17 @@ async fn a_bundle_from_a_failing_run_holds_the_facts_and_no_secret() {
         .find(|e| e["path"] == "container/resolv.conf")
         .unwrap();
     assert_eq!(container["status"], "unavailable");
+    let state = entries
+        .iter()
+        .find(|e| e["path"] == "iotedge/provisioning-state.toml")
+        .unwrap();
+    assert_eq!(
+        (state["status"].as_str(), state["reason"].as_str()),
+        (
+            Some("unavailable"),
+            Some("the device is not provisioned by DPS")
+        )
+    );
     assert!(container["reason"]
         .as_str()
         .unwrap()

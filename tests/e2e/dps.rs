@@ -292,7 +292,9 @@ async fn a_1_1_config_finds_the_provisioning_backup_under_its_homedir() {
     std::fs::create_dir_all(home.join("cache")).unwrap();
     std::fs::write(
         home.join("cache/provisioning_backup.json"),
-        format!(r#"{{"device_id":"{DEVICE}","hub_name":"{HUB}","reconfigure":"None"}}"#),
+        format!(
+            r#"{{"device_id":"{DEVICE}","hub_name":"{HUB}","reconfigure":"None","credentials":{{"auth_type":"SymmetricKey","source":"Payload","key":"{BACKUP_KEY}"}}}}"#
+        ),
     )
     .unwrap();
     let config = s._dir.path().join("config.yaml");
@@ -321,7 +323,7 @@ async fn a_1_1_config_finds_the_provisioning_backup_under_its_homedir() {
         "--vantage".into(),
         "host".into(),
     ]);
-    let rep = run(args).await.json();
+    let rep = run(args.clone()).await.json();
     assert!(
         rep.context
             .notes
@@ -336,7 +338,31 @@ async fn a_1_1_config_finds_the_provisioning_backup_under_its_homedir() {
         (amqp.status.as_str(), amqp.auth.as_deref()),
         ("pass", Some("ok"))
     );
+
+    // A support bundle carries the assignment, never what else the backup holds.
+    let out = s._dir.path().join("bundle.tar.gz");
+    args[0] = "bundle".into();
+    args.extend(["-o".into(), out.display().to_string()]);
+    let r = run(args).await;
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let files = crate::bundle::unpack(&std::fs::read(&out).unwrap());
+    let state = &files
+        .iter()
+        .find(|(p, _)| p.ends_with("iotedge/provisioning-state.toml"))
+        .expect("the provisioning state is in the bundle")
+        .1;
+    assert_eq!(
+        state,
+        &format!("hub_name = \"{HUB}\"\ndevice_id = \"{DEVICE}\"\n")
+    );
+    for (path, text) in &files {
+        assert!(!text.contains(BACKUP_KEY), "{path} holds the backup's key");
+        assert!(!text.contains(KEY), "{path} holds the device key");
+    }
 }
+
+/// A key inside 1.1's provisioning backup: it must never leave the file.
+const BACKUP_KEY: &str = "YmFja3VwLWtleS1uZXZlci1zaG93bi1pbi1hbnl0aGluZw==";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unprovisioned_state_falls_back_to_the_status_lookup() {

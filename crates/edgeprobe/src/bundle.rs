@@ -11,6 +11,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use edgeprobe_iotedge::config::Provisioning;
+use edgeprobe_iotedge::identity_state::{self, ProvisioningState};
 use edgeprobe_iotedge::proxy_sources;
 use edgeprobe_iotedge::secret::{self, Secret, REDACTED};
 use edgeprobe_report::json::JsonRenderer;
@@ -190,6 +192,34 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
             Err("no IoT Edge configuration was read".into()),
         ),
     }
+
+    let dps_config = facts
+        .config
+        .as_ref()
+        .is_some_and(|c| matches!(c.provisioning, Provisioning::Dps { .. }));
+    let state = match crate::run::state_path(check, facts.config.as_ref()) {
+        Some(path) if dps_config || check.identity_state.is_some() => {
+            // Only the hub and device id: 1.1's backup also holds credentials.
+            let shown = path.display().to_string();
+            let content = match identity_state::read(&path) {
+                Ok(ProvisioningState::Assigned(a)) => Ok(format!(
+                    "hub_name = {:?}\ndevice_id = {:?}\n",
+                    a.hub, a.device_id
+                )),
+                Ok(ProvisioningState::Unprovisioned { .. }) => Ok("unprovisioned\n".into()),
+                Err(e) => Err(e.to_string()),
+            };
+            (
+                format!("{shown}: the assigned hub and device id only"),
+                content,
+            )
+        }
+        _ => (
+            "the identity service's provisioning state".into(),
+            Err("the device is not provisioned by DPS".into()),
+        ),
+    };
+    add("iotedge/provisioning-state.toml", &state.0, state.1);
 
     add(
         "host/resolv.conf",

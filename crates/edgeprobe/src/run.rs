@@ -577,11 +577,9 @@ fn provisioning_state(
     if inputs.dps.is_none() || inputs.vars.contains_key("iothub_hostname") {
         return Ok(None);
     }
-    let path = match (&args.identity_state, cfg) {
-        (Some(p), _) => p.clone(),
-        (None, Some(c)) => identity_state::default_path(c.format, c.homedir.as_deref()),
-        // Ad-hoc DPS flags without a configuration: this machine's state is not the device's.
-        (None, None) => return Ok(None),
+    // Ad-hoc DPS flags without a configuration: this machine's state is not the device's.
+    let Some(path) = state_path(args, cfg) else {
+        return Ok(None);
     };
     let fallback = "the hub comes from DPS's registration status lookup";
     match identity_state::read(&path) {
@@ -625,6 +623,22 @@ fn provisioning_state(
             notes.push(format!("no provisioning state: {e}; {fallback}"));
             Ok(None)
         }
+    }
+}
+
+/// Where the identity service keeps a DPS device's provisioning: `--identity-state`, else
+/// the default for the configuration's IoT Edge version (under `--system-root`).
+pub fn state_path(args: &CheckArgs, cfg: Option<&EdgeConfig>) -> Option<std::path::PathBuf> {
+    match (&args.identity_state, cfg) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(c)) => {
+            let default = identity_state::default_path(c.format, c.homedir.as_deref());
+            Some(
+                args.system_root
+                    .join(default.strip_prefix("/").unwrap_or(&default)),
+            )
+        }
+        (None, None) => None,
     }
 }
 
