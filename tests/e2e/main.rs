@@ -19,9 +19,9 @@ mod faults;
 mod lab;
 /// JSON schema, golden text, and `list`/`demo`.
 mod output;
-/// Real squid and tinyproxy between edgeprobe and the hub.
+/// Real squid and tinyproxy between edgeprobe and the hub; stunnel in front of squid (`https://`).
 mod proxy;
-/// Container registry checks against Debian's docker-registry, its blobs redirected to a data host.
+/// Container registry checks against Debian's docker-registry, blobs on a data host; through squid.
 mod registry;
 /// No secret reaches any output.
 mod secrets;

@@ -1,7 +1,8 @@
 //! Container registry checks against a real registry: Debian's `docker-registry`
 //! (distribution 2.8) with TLS, optional htpasswd auth and the redirect storage middleware,
 //! so blob requests answer a real 307 to a data host. A tiny image is pushed through the
-//! Registry API first; the data host is a TLS listener of ours, or a closed port.
+//! Registry API first; the data host is a TLS listener of ours, or a closed port. Through a
+//! real squid, too.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use fixtures::pki::{Ca, Validity};
 use fixtures::registry::{DataEndpoint, RegistryClient};
 
 use crate::support::{check, run, Hub, Run};
-use crate::thirdparty::free_port;
+use crate::thirdparty::{self, free_port, ProxyOptions};
 
 const REGISTRY: &str = "registry.lab";
 const DATA: &str = "data.lab";
@@ -24,6 +25,8 @@ const PASSWORD: &str = "Registry-Pw-7f3a9c1e";
 /// A running docker-registry; killed by PID on drop.
 struct Registry {
     addr: SocketAddr,
+    /// The registry part of image references: `registry.lab`, or `registry.lab:PORT`.
+    name: String,
     child: Child,
     dir: tempfile::TempDir,
     ca: Ca,
@@ -38,8 +41,20 @@ impl Drop for Registry {
 }
 
 impl Registry {
-    /// Starts the registry on a loopback port, its blobs redirected to `https://data.lab/`.
+    /// Starts the registry on a loopback port, its blobs redirected to `https://data.lab/`;
+    /// runs reach both on 443 with `--connect-to`.
     fn start(auth: bool) -> Registry {
+        Self::start_with(auth, None)
+    }
+
+    /// The registry named with its real port (`registry.lab:PORT` in image references), its
+    /// blobs redirected to `https://data.lab:DATA_PORT/`: what a proxy needs, since
+    /// `--connect-to` cannot change the authority of a CONNECT.
+    fn start_on_named_ports(data_port: u16) -> Registry {
+        Self::start_with(false, Some(data_port))
+    }
+
+    fn start_with(auth: bool, data_port: Option<u16>) -> Registry {
         let binary = Path::new("/usr/bin/docker-registry");
         assert!(
             binary.exists(),
@@ -56,11 +71,15 @@ impl Registry {
         std::fs::create_dir(d.join("data")).unwrap();
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let (name, data) = match data_port {
+            Some(p) => (format!("{REGISTRY}:{port}"), format!("{DATA}:{p}")),
+            None => (REGISTRY.to_owned(), DATA.to_owned()),
+        };
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {root}\n\
              http:\n  addr: {addr}\n  secret: edgeprobe-test-secret\n  tls:\n    certificate: {root}/../cert.pem\n    key: {root}/../key.pem\n\
-             middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: https://{DATA}/\n",
+             middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: https://{data}/\n",
             root = d.join("data").display(),
         );
         if auth {
@@ -73,7 +92,7 @@ impl Registry {
         }
         std::fs::write(d.join("config.yml"), config).unwrap();
         let log = d.join("registry.log");
-        let mut child = Command::new(binary)
+        let child = Command::new(binary)
             .arg("serve")
             .arg(d.join("config.yml"))
             .stdout(std::fs::File::create(d.join("stdout.log")).unwrap())
@@ -81,29 +100,29 @@ impl Registry {
             .stdin(Stdio::null())
             .spawn()
             .expect("docker-registry starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "docker-registry exited ({status}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not listen on {addr}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            // Readiness poll of a process we do not control.
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        Registry {
+        // Ours to kill on drop from here on, also when it never gets ready.
+        let mut reg = Registry {
             addr,
+            name,
             child,
             dir,
             ca,
             bundle,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = reg.child.try_wait() {
+                panic!("docker-registry exited ({status}):\n{}", reg.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {addr}:\n{}",
+                reg.log()
+            );
+            // Readiness poll of a process we do not control.
+            std::thread::sleep(Duration::from_millis(25));
         }
+        reg
     }
 
     async fn push(&self, auth: bool) {
@@ -125,10 +144,11 @@ impl Registry {
 
     /// An IoT Edge config naming the image on this registry, with credentials if given.
     fn config(&self, password: Option<&str>) -> PathBuf {
-        let mut text = format!("[agent.config]\nimage = \"{REGISTRY}/{REPO}:{TAG}\"\n");
+        let name = &self.name;
+        let mut text = format!("[agent.config]\nimage = \"{name}/{REPO}:{TAG}\"\n");
         if let Some(p) = password {
             text.push_str(&format!(
-                "\n[agent.config.auth]\nserveraddress = \"{REGISTRY}\"\nusername = \"{USER}\"\npassword = \"{p}\"\n"
+                "\n[agent.config.auth]\nserveraddress = \"{name}\"\nusername = \"{USER}\"\npassword = \"{p}\"\n"
             ));
         }
         let path = self
@@ -392,4 +412,102 @@ async fn a_service_that_is_not_a_registry_is_wrong_service() {
     // An unknown registry id pattern is still a usage error; registry ids are accepted.
     let bad = run(["check", "--only", "nosuch-*"]).await;
     assert_eq!(bad.code(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_and_its_data_endpoint_through_squid() {
+    let data_port = free_port();
+    let reg = Registry::start_on_named_ports(data_port);
+    reg.push(false).await;
+    let _data = DataEndpoint::start(
+        SocketAddr::from(([127, 0, 0, 1], data_port)),
+        &reg.ca.leaf(&[DATA], Validity::Valid),
+    )
+    .await
+    .unwrap();
+    // squid knows the names and, beside 443, allows CONNECT to the two ports.
+    let loopback = reg.addr.ip();
+    let squid = thirdparty::squid(&ProxyOptions {
+        hosts: vec![(REGISTRY.into(), loopback), (DATA.into(), loopback)],
+        connect_ports: vec![reg.addr.port(), data_port],
+        ..ProxyOptions::default()
+    });
+    let registry = format!("{REGISTRY}:{}", reg.addr.port());
+    let data_host = format!("{DATA}:{data_port}");
+    // Straight from here the names lead nowhere (nothing listens on those ports on
+    // 127.0.0.2, and no DNS query leaves the machine): only the way through squid works.
+    let mut args = reg.args(&reg.config(None), data_port);
+    args.extend(
+        [
+            "--proxy",
+            &format!("http://{}", squid.addr),
+            "--resolve",
+            &format!("{REGISTRY}:127.0.0.2"),
+            "--resolve",
+            &format!("{DATA}:127.0.0.2"),
+        ]
+        .map(String::from),
+    );
+    let r = run(args).await;
+    let rep = r.json();
+
+    let c = check(&rep, &format!("registry-registry-lab-{}", reg.addr.port()));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("pass", "ok"),
+        "{}\n{}",
+        c.message,
+        reg.log()
+    );
+    assert!(c.via_proxy, "the registry check should go through squid");
+    let names: Vec<&str> = c.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["dns", "tcp", "proxy", "tls", "protocol", "auth"],
+        "{names:?}"
+    );
+    let proxy = &c.phases[2];
+    assert_eq!(proxy.status, "ok");
+    assert_eq!(proxy.detail["connect"], registry);
+    assert_eq!(proxy.detail["status"], 200);
+    let auth = c.phases.iter().find(|p| p.name == "auth").unwrap();
+    assert_eq!(auth.detail["data_endpoint"], data_host);
+    // The pull's own requests (manifest list, manifest, blob) crossed squid too.
+    let requests = auth.detail["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(
+        requests.iter().all(|q| q["proxy_ms"].is_number()),
+        "{requests:?}"
+    );
+
+    let d = check(&rep, &format!("registry-data-data-lab-{data_port}"));
+    assert_eq!(
+        (d.status.as_str(), d.protocol.as_str()),
+        ("pass", "https"),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.via_proxy,
+        "the data endpoint check should go through squid"
+    );
+    let proxy = d
+        .phases
+        .iter()
+        .find(|p| p.name == "proxy")
+        .expect("a proxy phase");
+    assert_eq!(
+        (proxy.status.as_str(), &proxy.detail["connect"]),
+        ("ok", &serde_json::json!(data_host))
+    );
+    assert_eq!(r.code(), 0, "{}", r.stdout());
+
+    // squid's log: /v2/ and the three pull requests to the registry, the data endpoint once.
+    let registry_connect = format!("CONNECT {registry} ");
+    let data_connect = format!("CONNECT {data_host} ");
+    squid.log_once(
+        "access.log",
+        "the registry's and data endpoint's CONNECTs",
+        |log| log.matches(&registry_connect).count() >= 4 && log.contains(&data_connect),
+    );
 }

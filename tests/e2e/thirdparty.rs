@@ -1,5 +1,5 @@
-//! Real third-party servers from Debian's packages (squid, tinyproxy), started per test in a
-//! temporary directory and killed by PID when the test ends, pass or fail.
+//! Real third-party servers from Debian's packages (squid, tinyproxy, stunnel), started per
+//! test in a temporary directory and killed by PID when the test ends, pass or fail.
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -40,6 +40,37 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free loopback port between {FIRST} and {}", FIRST + SPAN);
+}
+
+impl Server {
+    /// Waits until the server listens; panics with `log` (a file of its directory) if it
+    /// dies or takes too long. The process is already ours to kill on drop by then.
+    fn ready(mut self, name: &str, log: &str) -> Server {
+        let log = self.dir.path().join(log);
+        wait_ready(name, self.addr, &mut self.child, &log);
+        self
+    }
+
+    /// The text of `file` in the server's directory once `done` holds for it: servers log a
+    /// connection when it ends, which may be a moment after the client process has exited.
+    /// Panics with the text if that does not happen within 10 s.
+    pub fn log_once(&self, file: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let path = self.dir.path().join(file);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not in {} within 10 s:\n{text}",
+                path.display()
+            );
+            // Polls a log another process writes, not synchronisation of our own code.
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
 }
 
 /// Waits until `addr` accepts connections or the process dies; panics with its log otherwise.
@@ -83,6 +114,8 @@ pub struct ProxyOptions {
     pub auth: Option<(String, String)>,
     /// Names the proxy resolves (the simulated hub lives on loopback, not in DNS).
     pub hosts: Vec<(String, IpAddr)>,
+    /// Ports CONNECT may reach besides 443 (squid only).
+    pub connect_ports: Vec<u16>,
 }
 
 fn hosts_file(dir: &Path, hosts: &[(String, IpAddr)]) -> String {
@@ -100,7 +133,8 @@ fn world_writable(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
 }
 
-/// squid, allowing CONNECT to 443 only (its default policy), optionally with Basic auth.
+/// squid, allowing CONNECT to 443 only (its default policy) plus `connect_ports`, optionally
+/// with Basic auth.
 pub fn squid(opts: &ProxyOptions) -> Server {
     require("squid", "squid");
     let dir = tempfile::tempdir().unwrap();
@@ -108,11 +142,12 @@ pub fn squid(opts: &ProxyOptions) -> Server {
     let d = dir.path().display().to_string();
     let port = free_port();
     let hosts = hosts_file(dir.path(), &opts.hosts);
+    let ssl_ports: String = opts.connect_ports.iter().map(|p| format!(" {p}")).collect();
     let mut conf = format!(
         "http_port 127.0.0.1:{port}\nvisible_hostname edgeprobe-test\npid_filename {d}/squid.pid\n\
          cache_log {d}/cache.log\naccess_log stdio:{d}/access.log\ncache deny all\n\
          coredump_dir {d}\nshutdown_lifetime 0 seconds\nhosts_file {hosts}\n\
-         acl SSL_ports port 443\nacl CONNECT method CONNECT\nhttp_access deny CONNECT !SSL_ports\n"
+         acl SSL_ports port 443{ssl_ports}\nacl CONNECT method CONNECT\nhttp_access deny CONNECT !SSL_ports\n"
     );
     match &opts.auth {
         Some((user, pass)) => {
@@ -133,7 +168,7 @@ pub fn squid(opts: &ProxyOptions) -> Server {
     let conf_path = dir.path().join("squid.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let log = dir.path().join("stderr.log");
-    let mut child = Command::new("squid")
+    let child = Command::new("squid")
         .args(["-N", "-f"])
         .arg(&conf_path)
         .stdout(Stdio::null())
@@ -141,8 +176,7 @@ pub fn squid(opts: &ProxyOptions) -> Server {
         .spawn()
         .expect("squid starts");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_ready("squid", addr, &mut child, &dir.path().join("cache.log"));
-    Server { addr, child, dir }
+    Server { addr, child, dir }.ready("squid", "cache.log")
 }
 
 /// tinyproxy, allowing CONNECT to 443, optionally with Basic auth. It resolves names with
@@ -168,13 +202,48 @@ pub fn tinyproxy(opts: &ProxyOptions) -> Server {
         "mount --bind {hosts} /etc/hosts && exec tinyproxy -d -c {}",
         conf_path.display()
     );
-    let mut child = Command::new("unshare")
+    let child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("tinyproxy starts");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_ready("tinyproxy", addr, &mut child, &log);
-    Server { addr, child, dir }
+    Server { addr, child, dir }.ready("tinyproxy", "stderr.log")
+}
+
+/// stunnel, in the foreground: TLS on a loopback port with `leaf` as its certificate, each
+/// connection forwarded as plain TCP to `upstream`. In front of a proxy, an `https://` proxy.
+pub fn stunnel(leaf: &fixtures::pki::Leaf, upstream: SocketAddr) -> Server {
+    require("stunnel4", "stunnel4");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("cert.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(d.join("key.pem"), &leaf.key_pem).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(d.join("key.pem"), private).unwrap();
+    }
+    let port = free_port();
+    // No pid file and no fork: the child we hold is stunnel itself, so killing it on drop
+    // leaves nothing behind.
+    let conf = format!(
+        "foreground = yes\npid =\nsyslog = no\ndebug = info\n\n[proxy]\n\
+         accept = 127.0.0.1:{port}\nconnect = {upstream}\ncert = {cert}\nkey = {key}\n",
+        cert = d.join("cert.pem").display(),
+        key = d.join("key.pem").display(),
+    );
+    let conf_path = d.join("stunnel.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let log = d.join("stunnel.log");
+    let child = Command::new("stunnel4")
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("stunnel starts");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    Server { addr, child, dir }.ready("stunnel", "stunnel.log")
 }

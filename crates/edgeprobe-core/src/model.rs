@@ -156,7 +156,7 @@ impl Reason {
             Reason::TcpRefused => "connection refused",
             Reason::TcpTimeout => "no answer to the connection attempt (dropped by a firewall?)",
             Reason::TcpUnreachable => "network or host unreachable",
-            Reason::ProxyUnreachable => "the proxy did not answer",
+            Reason::ProxyUnreachable => "the proxy could not be reached, or TLS with it failed",
             Reason::ProxyAuthRequired => "the proxy wants credentials",
             Reason::ProxyDenied => "the proxy refused the tunnel",
             Reason::TlsTimeout => "TLS handshake did not complete in time",

@@ -213,25 +213,16 @@ impl Job<'_> {
                             format!("proxy {}: {m}", p.redacted()),
                         )
                     })?;
-                let mut io: BoxIo = Box::new(stream);
-                if p.scheme == "https" {
-                    let mut facts = TlsFacts::default();
-                    io = Box::new(
-                        tls::handshake(
-                            io,
-                            &p.host,
-                            &self.s.tls,
-                            self.rec,
-                            self.deadline,
-                            &mut facts,
-                        )
-                        .await
-                        .map_err(|(_, m)| {
-                            (Reason::ProxyUnreachable, format!("TLS to the proxy: {m}"))
-                        })?,
-                    );
-                }
-                proxy::connect(io, p, self.host, self.port, self.rec, self.deadline).await
+                proxy::connect(
+                    Box::new(stream),
+                    p,
+                    &self.s.tls,
+                    self.host,
+                    self.port,
+                    self.rec,
+                    self.deadline,
+                )
+                .await
             }
         }
     }
@@ -920,7 +911,7 @@ pub fn fix_for(reason: Reason, protocol: Protocol, host: &str, port: u16) -> Opt
         Reason::TlsTimeout | Reason::ProtocolTimeout => format!("a middlebox inspects or drops {} after the handshake starts, or the path MTU is too small (try `ping -M do -s 1472 {host}`)", protocol.title()),
         Reason::ProxyAuthRequired => "put the proxy credentials in the proxy URL (http://user:password@proxy:port)".into(),
         Reason::ProxyDenied => format!("ask the proxy administrator to allow CONNECT to {host}:{port}"),
-        Reason::ProxyUnreachable => "check the proxy address and that it is reachable from this device".into(),
+        Reason::ProxyUnreachable => "check the proxy address and that it is reachable from this device; for an https:// proxy, that its certificate is valid for its name and its CA is trusted (trust_bundle_cert, or --trust-bundle)".into(),
         Reason::WsRejected | Reason::WsSubprotocol => "a proxy or web filter blocks WebSocket upgrades on /$iothub/websocket: allow them for the Azure endpoints".into(),
         Reason::AuthRejected => "check the device id and key (regenerated key? wrong hub?) and the device clock".into(),
         _ => return None,

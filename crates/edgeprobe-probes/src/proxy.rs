@@ -1,6 +1,7 @@
 //! HTTP CONNECT tunnels, the only way the WebSocket protocols, HTTPS, DPS and registries
-//! cross a corporate proxy. The proxy is its own phase: its address, the CONNECT status and
-//! the time it took. Credentials come from the proxy URL and never appear in any output.
+//! cross a corporate proxy. The proxy is its own phase: its address, the TLS version for an
+//! `https://` proxy, the CONNECT status and the time it took. Credentials come from the proxy
+//! URL and never appear in any output.
 
 use std::fmt;
 
@@ -16,6 +17,7 @@ use percent_encoding::percent_decode_str;
 use tokio::time::Instant;
 
 use crate::dns::Failure;
+use crate::tls::{self, TlsFacts, TlsSettings};
 use crate::BoxIo;
 
 /// An HTTP proxy from `--proxy`, the IoT Edge config or `HTTPS_PROXY`.
@@ -150,11 +152,13 @@ pub fn no_proxy_matches(no_proxy: &str, host: &str) -> bool {
         })
 }
 
-/// Opens a CONNECT tunnel to `host:port` over `stream` (already connected, and TLS'd for an
-/// `https://` proxy), recording the `proxy` phase.
+/// Opens a CONNECT tunnel to `host:port` over `stream` (connected to the proxy), recording
+/// the `proxy` phase. For an `https://` proxy the TLS handshake with the proxy (trusting what
+/// the endpoints are trusted with: `--trust-bundle`) is part of that phase.
 pub async fn connect(
     stream: BoxIo,
     proxy: &ProxyConfig,
+    tls_settings: &TlsSettings,
     host: &str,
     port: u16,
     rec: &PhaseRecorder,
@@ -169,6 +173,11 @@ pub async fn connect(
     };
     rec.note("connect", authority.clone());
     let run = async {
+        let stream = if proxy.scheme == "https" {
+            tls_to_proxy(stream, proxy, tls_settings, rec, deadline).await?
+        } else {
+            stream
+        };
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
                 .await
@@ -246,6 +255,45 @@ pub async fn connect(
             Err((
                 Reason::ProxyUnreachable,
                 format!("proxy {} did not answer CONNECT in time", proxy.redacted()),
+            ))
+        }
+    }
+}
+
+/// TLS with an `https://` proxy itself. A check's `tls` phase is the endpoint's handshake
+/// (its certificate, its version), so this one runs on a scratch recorder and what it
+/// learned goes into the proxy phase: `tls` (the version), or `tls_error`.
+async fn tls_to_proxy(
+    stream: BoxIo,
+    proxy: &ProxyConfig,
+    settings: &TlsSettings,
+    rec: &PhaseRecorder,
+    deadline: Instant,
+) -> Result<BoxIo, Failure> {
+    let scratch = PhaseRecorder::new();
+    let result = tls::handshake(
+        stream,
+        &proxy.host,
+        settings,
+        &scratch,
+        deadline,
+        &mut TlsFacts::default(),
+    )
+    .await;
+    let phase = scratch.finish().pop();
+    let detail = |key: &str| phase.as_ref().and_then(|p| p.detail(key)).cloned();
+    match result {
+        Ok(io) => {
+            rec.note("tls", detail("version").unwrap_or_default());
+            Ok(Box::new(io))
+        }
+        Err((_, m)) => {
+            if let Some(e) = detail("error") {
+                rec.note("tls_error", e);
+            }
+            Err((
+                Reason::ProxyUnreachable,
+                format!("TLS to the proxy {}: {m}", proxy.redacted()),
             ))
         }
     }
