@@ -1,5 +1,6 @@
 //! Container registry checks against a real registry: Debian's `docker-registry`
-//! (distribution 2.8) with TLS, optional htpasswd auth and the redirect storage middleware,
+//! (distribution 2.8) with TLS, optional htpasswd or token auth (our token service signs
+//! the JWTs the registry verifies) and the redirect storage middleware,
 //! so blob requests answer a real 307 to a data host. A tiny image is pushed through the
 //! Registry API first; the data host is a TLS listener of ours, or a closed port. Through a
 //! real squid, too.
@@ -11,11 +12,14 @@ use std::time::{Duration, Instant};
 
 use fixtures::pki::{Ca, Validity};
 use fixtures::registry::{DataEndpoint, RegistryClient};
+use fixtures::token::{TokenOptions, TokenService};
 
 use crate::support::{check, run, Hub, Run};
 use crate::thirdparty::{self, free_port, ProxyOptions};
 
 const REGISTRY: &str = "registry.lab";
+/// The token service's host (the realm of the registry's Bearer challenge).
+const AUTH: &str = "auth.lab";
 const DATA: &str = "data.lab";
 const REPO: &str = "azureiotedge-agent";
 const TAG: &str = "1.5";
@@ -40,21 +44,38 @@ impl Drop for Registry {
     }
 }
 
+/// How the registry authenticates pulls.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    Anonymous,
+    /// Basic, from an htpasswd file.
+    Htpasswd,
+    /// Bearer tokens from this token service (whose TLS root is the `&str`, PEM).
+    Token(&'a TokenService, &'a str),
+}
+
 impl Registry {
     /// Starts the registry on a loopback port, its blobs redirected to `https://data.lab/`;
     /// runs reach both on 443 with `--connect-to`.
     fn start(auth: bool) -> Registry {
-        Self::start_with(auth, None)
+        Self::start_with(
+            if auth {
+                Auth::Htpasswd
+            } else {
+                Auth::Anonymous
+            },
+            None,
+        )
     }
 
     /// The registry named with its real port (`registry.lab:PORT` in image references), its
     /// blobs redirected to `https://data.lab:DATA_PORT/`: what a proxy needs, since
     /// `--connect-to` cannot change the authority of a CONNECT.
     fn start_on_named_ports(data_port: u16) -> Registry {
-        Self::start_with(false, Some(data_port))
+        Self::start_with(Auth::Anonymous, Some(data_port))
     }
 
-    fn start_with(auth: bool, data_port: Option<u16>) -> Registry {
+    fn start_with(auth: Auth<'_>, data_port: Option<u16>) -> Registry {
         let binary = Path::new("/usr/bin/docker-registry");
         assert!(
             binary.exists(),
@@ -67,7 +88,11 @@ impl Registry {
         std::fs::write(d.join("cert.pem"), &leaf.cert_pem).unwrap();
         std::fs::write(d.join("key.pem"), &leaf.key_pem).unwrap();
         let bundle = d.join("ca.pem");
-        std::fs::write(&bundle, &ca.cert_pem).unwrap();
+        let token_root = match auth {
+            Auth::Token(_, root) => root,
+            _ => "",
+        };
+        std::fs::write(&bundle, format!("{}{token_root}", ca.cert_pem)).unwrap();
         std::fs::create_dir(d.join("data")).unwrap();
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -82,13 +107,25 @@ impl Registry {
              middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: https://{data}/\n",
             root = d.join("data").display(),
         );
-        if auth {
-            let hash = bcrypt::hash(PASSWORD, 5).unwrap();
-            std::fs::write(d.join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: edgeprobe-test\n    path: {}\n",
-                d.join("htpasswd").display()
-            ));
+        match auth {
+            Auth::Anonymous => {}
+            Auth::Htpasswd => {
+                let hash = bcrypt::hash(PASSWORD, 5).unwrap();
+                std::fs::write(d.join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: edgeprobe-test\n    path: {}\n",
+                    d.join("htpasswd").display()
+                ));
+            }
+            Auth::Token(service, _) => {
+                std::fs::write(d.join("token-roots.pem"), &service.signing_ca_pem).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {REGISTRY}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    service.realm,
+                    fixtures::token::ISSUER,
+                    d.join("token-roots.pem").display()
+                ));
+            }
         }
         std::fs::write(d.join("config.yml"), config).unwrap();
         let log = d.join("registry.log");
@@ -132,6 +169,18 @@ impl Registry {
             self.ca.cert_der.clone(),
             auth.then_some((USER, PASSWORD)),
         );
+        self.push_with(client).await;
+    }
+
+    /// Pushes with a push token the service minted for the test (not through its endpoint).
+    async fn push_with_token(&self, tokens: &TokenService) {
+        let token = tokens.mint(USER, REPO, &["pull", "push"]);
+        let client = RegistryClient::new(self.addr, REGISTRY, self.ca.cert_der.clone(), None)
+            .with_authorization(format!("Bearer {token}"));
+        self.push_with(client).await;
+    }
+
+    async fn push_with(&self, client: RegistryClient) {
         client
             .push_test_image(REPO, TAG)
             .await
@@ -510,4 +559,113 @@ async fn registry_and_its_data_endpoint_through_squid() {
         "the registry's and data endpoint's CONNECTs",
         |log| log.matches(&registry_connect).count() >= 4 && log.contains(&data_connect),
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_registry_gives_the_device_a_pull_token_and_refuses_wrong_or_no_credentials() {
+    let auth_ca = Ca::new("edgeprobe token service CA");
+    let tokens = TokenService::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &auth_ca,
+        TokenOptions {
+            hostname: AUTH.into(),
+            service: REGISTRY.into(),
+            account: Some((USER.into(), PASSWORD.into())),
+            anonymous_pull: false,
+        },
+    )
+    .await
+    .unwrap();
+    let reg = Registry::start_with(Auth::Token(&tokens, &auth_ca.cert_pem), None);
+    reg.push_with_token(&tokens).await;
+    let data = DataEndpoint::start(
+        "127.0.0.1:0".parse().unwrap(),
+        &reg.ca.leaf(&[DATA], Validity::Valid),
+    )
+    .await
+    .unwrap();
+    let args = |password: Option<&str>| {
+        let mut a = reg.args(&reg.config(password), data.addr.port());
+        a.extend(["--resolve".into(), format!("{AUTH}:127.0.0.1")]);
+        a
+    };
+
+    // The configured account gets a pull token from the realm; the registry takes it.
+    let r = run(args(Some(PASSWORD))).await;
+    let rep = r.json();
+    let c = check(&rep, &registry_id());
+    assert_eq!(
+        (c.status.as_str(), c.auth.as_deref()),
+        ("pass", Some("ok")),
+        "{}\n{}",
+        c.message,
+        reg.log()
+    );
+    let protocol = c.phases.iter().find(|p| p.name == "protocol").unwrap();
+    assert!(
+        serde_json::Value::Object(protocol.detail.clone())
+            .to_string()
+            .contains(&tokens.realm),
+        "the Bearer challenge names the realm: {:?}",
+        protocol.detail
+    );
+    let pull = format!("repository:{REPO}:pull");
+    let asked = tokens.requests();
+    assert!(
+        asked
+            .iter()
+            .any(|q| q.scope.as_deref() == Some(pull.as_str())
+                && q.service.as_deref() == Some(REGISTRY)
+                && q.user.as_deref() == Some(USER)
+                && q.status == 200),
+        "{asked:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .all(|q| !q.scope.as_deref().unwrap_or_default().contains("push")),
+        "read-only: {asked:?}"
+    );
+    assert_eq!(check(&rep, &data_id()).status, "pass");
+    assert_no_password(&r);
+    // The registry itself accepted the device's token for the manifest pull.
+    let log = reg.log();
+    assert!(
+        log.lines().any(|l| l.contains("msg=\"authorized request\"")
+            && l.contains("http.request.method=GET")
+            && l.contains(&format!("/v2/{REPO}/manifests/{TAG}"))),
+        "{log}"
+    );
+    assert!(
+        !r.stdout().contains("eyJ"),
+        "no token (a JWT) in the report:\n{}",
+        r.stdout()
+    );
+
+    // A wrong password: the token service refuses it.
+    let rep = run(args(Some("not-the-password"))).await.json();
+    let c = check(&rep, &registry_id());
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str(), c.auth.as_deref()),
+        ("warn", "auth_rejected", Some("rejected")),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message.contains("configured credentials"),
+        "{}",
+        c.message
+    );
+    assert!(tokens.requests().iter().any(|q| q.status == 401));
+
+    // No credentials: an anonymous token without access, which the registry refuses.
+    let rep = run(args(None)).await.json();
+    let c = check(&rep, &registry_id());
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("warn", "auth_rejected"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("anonymous pull"), "{}", c.message);
 }
