@@ -382,4 +382,23 @@ async fn an_unprovisioned_state_falls_back_to_the_status_lookup() {
         "{notes:?}"
     );
     assert_eq!(check(&rep, "iothub-mqtt").status, "pass");
+
+    // A hub named on the command line wins; the state is not read, and the note says so.
+    let mut args = s.args.clone();
+    args.extend([
+        "--iothub-hostname".into(),
+        HUB.into(),
+        "--identity-state".into(),
+        "/nonexistent/device_info".into(),
+    ]);
+    let r = run(args).await;
+    let rep = r.json();
+    assert!(
+        rep.context
+            .notes
+            .iter()
+            .any(|n| n == "--identity-state was not used: the flags name the hub"),
+        "{:?}",
+        rep.context.notes
+    );
 }

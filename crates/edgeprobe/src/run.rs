@@ -575,6 +575,16 @@ fn provisioning_state(
     notes: &mut Vec<String>,
 ) -> Result<Option<String>, AppError> {
     if inputs.dps.is_none() || inputs.vars.contains_key("iothub_hostname") {
+        if args.identity_state.is_some() {
+            notes.push(
+                if inputs.dps.is_none() {
+                    "--identity-state was not used: the device is not provisioned by DPS"
+                } else {
+                    "--identity-state was not used: the flags name the hub"
+                }
+                .into(),
+            );
+        }
         return Ok(None);
     }
     // Ad-hoc DPS flags without a configuration: this machine's state is not the device's.
