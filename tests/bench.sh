@@ -44,11 +44,12 @@ D=epb-dev-$tag R=epb-rtr-$tag C=epb-cld-$tag
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
-  [ -n "${DNET:-}" ] && docker network rm "$DNET" >/dev/null 2>&1
+  set +e
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   for n in "$D" "$R" "$C"; do ip netns del "$n" 2>/dev/null || true; done
   rm -rf "/etc/netns/$D" "$WORK"
+  if [ -n "${DNET:-}" ]; then docker network rm "$DNET" >/dev/null 2>&1; fi
 }
 trap cleanup EXIT INT TERM
 

@@ -1,7 +1,7 @@
 //! The network lab: edgeprobe against servers we did not write (Debian's dnsmasq, mosquitto,
-//! nginx, squid and RabbitMQ), across a router namespace whose FORWARD chain fails the way
-//! real firewalls do. Names resolve through dnsmasq via the device namespace's resolv.conf —
-//! no `--resolve`, no `--connect-to`.
+//! nginx, squid, RabbitMQ and docker-registry), across a router namespace whose FORWARD chain
+//! fails the way real firewalls do. Names resolve through dnsmasq via the device namespace's
+//! resolv.conf — no `--resolve`, no `--connect-to`.
 //!
 //! ```text
 //!  [device ns]               [router ns]                     [cloud ns 10.10.2.2]
@@ -12,6 +12,11 @@
 //!                                                               anything else → 401 IotHubUnauthorizedAccess
 //!                                                             RabbitMQ :5671 TLS, AMQP 1.0 (all-open scenario)
 //!                                                             squid :3128 (proxy scenarios)
+//!                                                           [cloud ns 10.10.2.3, 10.10.2.4] (registry scenarios)
+//!                                                             docker-registry 10.10.2.3:443 TLS
+//!                                                               (myregistry.azurecr.io), blobs 307 →
+//!                                                             nginx 10.10.2.4:443 TLS, 404 to all
+//!                                                               (myregistry.westeurope.data.azurecr.io)
 //! ```
 //!
 //! Each test builds its own lab (namespaces named per test), so the tests run in parallel.
@@ -21,11 +26,14 @@ mod servers;
 
 use std::path::PathBuf;
 
-use edgeprobe_report::json::JsonReport;
+use edgeprobe_report::json::{Check, JsonReport};
 
 use crate::support::{check, run_prefixed, Run, DEVICE, KEY};
-use net::{Net, CLOUD_IP, DEVICE_SUBNET};
-use servers::{Fixture, MosquittoOptions, NginxOptions, Pki, Proc, Rabbit, INSPECT_CA, LAB_HUB};
+use net::{Net, CLOUD_IP, DATA_IP, DEVICE_IP, DEVICE_SUBNET, REGISTRY_IP};
+use servers::{
+    DataSite, Fixture, MosquittoOptions, NginxOptions, Pki, Proc, Rabbit, ACR, ACR_DATA, ACR_REPO,
+    ACR_TAG, INSPECT_CA, LAB_HUB,
+};
 
 const ALL: [&str; 5] = [
     "iothub-mqtt",
@@ -35,6 +43,9 @@ const ALL: [&str; 5] = [
     "iothub-https",
 ];
 const OVER_443: [&str; 3] = ["iothub-mqtt-ws", "iothub-amqp-ws", "iothub-https"];
+/// The checks of the lab's registry and of the data endpoint its blobs redirect to.
+const ACR_CHECK: &str = "registry-myregistry-azurecr-io";
+const ACR_DATA_CHECK: &str = "registry-data-myregistry-westeurope-data-azurecr-io";
 
 #[derive(Default)]
 struct LabOptions {
@@ -44,6 +55,9 @@ struct LabOptions {
     reject_device: bool,
     /// Start squid; `Some(Some((user, pass)))` demands Basic credentials.
     squid: Option<Option<(&'static str, &'static str)>>,
+    /// Start docker-registry (`ACR` on `REGISTRY_IP`, the tiny image pushed) and its data
+    /// endpoint (`ACR_DATA` on `DATA_IP`, an nginx site).
+    registry: bool,
 }
 
 /// One lab. Field order is drop order: servers first, then the network, then the files.
@@ -53,6 +67,7 @@ struct Lab {
     _fixture: Fixture,
     mosquitto: Proc,
     rabbit: Option<Rabbit>,
+    registry: Option<Proc>,
     _dns: Proc,
     net: Net,
     dir: tempfile::TempDir,
@@ -70,13 +85,30 @@ impl Lab {
         }
         let d = dir.path();
         let pki = Pki::new(d);
+        let mut records = vec![(LAB_HUB, CLOUD_IP)];
+        let mut acr = None;
+        if o.registry {
+            net.add_cloud_address(REGISTRY_IP);
+            net.add_cloud_address(DATA_IP);
+            records.extend([(ACR, REGISTRY_IP), (ACR_DATA, DATA_IP)]);
+            acr = Some((
+                pki.issue(d, "registry", ACR),
+                pki.issue(d, "registry-data", ACR_DATA),
+            ));
+        }
         let cloud = &net.cloud;
         // RabbitMQ takes seconds to boot: start it while the others come up.
-        let (rabbit, dns, mosquitto, fixture, nginx, squid) = std::thread::scope(|s| {
+        let (rabbit, registry, dns, mosquitto, fixture, nginx, squid) = std::thread::scope(|s| {
             let rabbit = o
                 .rabbitmq
                 .then(|| s.spawn(|| servers::rabbitmq(cloud, d, CLOUD_IP, &pki)));
-            let dns = servers::dnsmasq(cloud, d, CLOUD_IP, &[(LAB_HUB, CLOUD_IP)]);
+            let registry = acr.as_ref().map(|(cert, _)| {
+                s.spawn(|| {
+                    servers::push_test_image(d, cert, &pki.root);
+                    servers::docker_registry(cloud, d, REGISTRY_IP, cert, ACR_DATA)
+                })
+            });
+            let dns = servers::dnsmasq(cloud, d, CLOUD_IP, &records);
             let mosquitto = servers::mosquitto(
                 cloud,
                 d,
@@ -97,13 +129,19 @@ impl Lab {
                     intercept_443: o.intercept_443,
                     https_on_8883: o.https_on_8883,
                     amqp_ws_backend: Some(format!("https://{}", fixture.https)),
+                    data_endpoint: acr.as_ref().map(|(_, data)| DataSite {
+                        ip: DATA_IP.into(),
+                        host: ACR_DATA.into(),
+                        cert: data.clone(),
+                    }),
                 },
             );
             let squid = o
                 .squid
                 .map(|auth| servers::squid(cloud, d, CLOUD_IP, DEVICE_SUBNET, auth));
             let rabbit = rabbit.map(|h| h.join().expect("RabbitMQ starts"));
-            (rabbit, dns, mosquitto, fixture, nginx, squid)
+            let registry = registry.map(|h| h.join().expect("docker-registry starts"));
+            (rabbit, registry, dns, mosquitto, fixture, nginx, squid)
         });
         Lab {
             _squid: squid,
@@ -111,6 +149,7 @@ impl Lab {
             _fixture: fixture,
             mosquitto,
             rabbit,
+            registry,
             _dns: dns,
             net,
             bundle: pki.root.pem.clone(),
@@ -146,6 +185,38 @@ impl Lab {
         a
     }
 
+    /// `check` arguments for the registry checks only: an IoT Edge config naming the image on
+    /// the lab's registry, mcr.microsoft.com skipped (it is never contacted), the lab's root
+    /// trusted.
+    fn registry_args(&self, timeout: f64) -> Vec<String> {
+        assert!(self.registry.is_some(), "a lab without its registry");
+        let config = self.dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("[agent.config]\nimage = \"{ACR}/{ACR_REPO}:{ACR_TAG}\"\n"),
+        )
+        .unwrap();
+        [
+            "check",
+            "--config",
+            &config.display().to_string(),
+            "--vantage",
+            "host",
+            "--only",
+            "registry-*",
+            "--skip",
+            "registry-mcr-microsoft-com",
+            "--trust-bundle",
+            &self.bundle.display().to_string(),
+            "--timeout",
+            &timeout.to_string(),
+            "--output",
+            "json",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     /// Runs edgeprobe inside the device namespace.
     async fn run(&self, args: Vec<String>) -> Run {
         run_prefixed(&self.net.device.prefix(), args).await
@@ -176,8 +247,8 @@ fn expect(rep: &JsonReport, lab: &Lab, id: &str, status: &str, reason: &str) {
     );
 }
 
-/// The DNS phase of a check: answered by the lab's dnsmasq (A record), not by a flag.
-fn assert_resolved_by_dnsmasq(rep: &JsonReport, id: &str) {
+/// The DNS phase of a check: answered by the lab's dnsmasq (A record `ip`), not by a flag.
+fn assert_resolved_by_dnsmasq(rep: &JsonReport, id: &str, ip: &str) {
     let c = check(rep, id);
     let dns = c
         .phases
@@ -188,10 +259,53 @@ fn assert_resolved_by_dnsmasq(rep: &JsonReport, id: &str) {
     assert!(dns.detail.get("source").is_none(), "{id}: {:?}", dns.detail);
     assert_eq!(
         dns.detail["a"],
-        serde_json::json!([CLOUD_IP]),
+        serde_json::json!([ip]),
         "{id}: {:?}",
         dns.detail
     );
+}
+
+/// The registry check pulled the configured image's manifest from docker-registry by its
+/// name, as dnsmasq gave it, and learned the data endpoint from the blob's 307; mcr was
+/// neither checked nor looked up.
+fn assert_registry_pulled<'a>(rep: &'a JsonReport, lab: &Lab) -> &'a Check {
+    expect(rep, lab, ACR_CHECK, "pass", "ok");
+    assert_resolved_by_dnsmasq(rep, ACR_CHECK, REGISTRY_IP);
+    let c = check(rep, ACR_CHECK);
+    assert!(c.required, "the configured image's registry is required");
+    assert!(c.message.contains(ACR_DATA), "{}", c.message);
+    assert!(c.message.contains("linux/amd64"), "{}", c.message);
+    let names: Vec<&str> = c.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["dns", "tcp", "tls", "protocol", "auth"]);
+    let auth = c.phases.iter().find(|p| p.name == "auth").unwrap();
+    assert_eq!(auth.detail["data_endpoint"], ACR_DATA, "{:?}", auth.detail);
+    assert_eq!(
+        auth.detail["requests"].as_array().map(Vec::len),
+        Some(3),
+        "manifest list, manifest, blob: {:?}",
+        auth.detail
+    );
+    assert!(
+        rep.checks.iter().all(|c| !c.id.contains("mcr")),
+        "mcr.microsoft.com was checked"
+    );
+    let dns = lab.log("dnsmasq.log");
+    for name in [ACR, ACR_DATA] {
+        assert!(
+            dns.contains(&format!("query[A] {name} from {DEVICE_IP}")),
+            "dnsmasq log:\n{dns}"
+        );
+    }
+    assert!(!dns.contains("mcr.microsoft.com"), "dnsmasq log:\n{dns}");
+    // docker-registry answered the device itself: the blob's redirect, to the device's address.
+    let log = lab.log("registry.log");
+    assert!(
+        log.lines().any(|l| l.starts_with(&format!("{DEVICE_IP} "))
+            && l.contains(&format!("\"HEAD /v2/{ACR_REPO}/blobs/sha256:"))
+            && l.contains("\" 307 ")),
+        "docker-registry log:\n{log}"
+    );
+    c
 }
 
 /// No namespace, /etc/netns entry or process of the lab outlives it.
@@ -216,6 +330,7 @@ async fn lab_all_open_every_protocol_works_against_real_servers_through_real_dns
         "lopen",
         LabOptions {
             rabbitmq: true,
+            registry: true,
             ..Default::default()
         },
     );
@@ -223,7 +338,7 @@ async fn lab_all_open_every_protocol_works_against_real_servers_through_real_dns
     let rep = lab.run(lab.args(LAB_HUB, 10.0, false)).await.json();
     for id in ALL {
         expect(&rep, &lab, id, "pass", "ok");
-        assert_resolved_by_dnsmasq(&rep, id);
+        assert_resolved_by_dnsmasq(&rep, id, CLOUD_IP);
     }
     assert!(rep.upstream_protocols.values().all(|v| v.works));
     assert_eq!(
@@ -277,6 +392,83 @@ async fn lab_all_open_every_protocol_works_against_real_servers_through_real_dns
         lab.log("rabbitmq.log")
     );
     let _ = &lab.nginx;
+
+    // The registry an IoT Edge config names (docker-registry by an ACR-like name) and the data
+    // endpoint its blobs redirect to (nginx): both reached, both named by dnsmasq.
+    let r = lab.run(lab.registry_args(5.0)).await;
+    let rep = r.json();
+    let c = assert_registry_pulled(&rep, &lab);
+    assert!(c.message.contains(ACR_DATA_CHECK), "{}", c.message);
+    expect(&rep, &lab, ACR_DATA_CHECK, "pass", "ok");
+    assert_resolved_by_dnsmasq(&rep, ACR_DATA_CHECK, DATA_IP);
+    let d = check(&rep, ACR_DATA_CHECK);
+    assert_eq!(
+        (d.protocol.as_str(), d.host.as_deref(), d.port),
+        ("https", Some(ACR_DATA), Some(443))
+    );
+    assert!(d.message.contains(ACR), "{}", d.message);
+    assert_eq!(r.code(), 0, "{}", r.stdout());
+    let data = lab.log("nginx-data-access.log");
+    assert!(
+        data.lines()
+            .any(|l| l.starts_with(&format!("{DEVICE_IP} ")) && l.contains(" 404 ")),
+        "the data endpoint's access log:\n{data}"
+    );
+
+    let (names, dir) = (lab.names(), lab.dir.path().to_owned());
+    drop(lab);
+    assert_cleaned_up(names, dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lab_registry_data_endpoint_dropped_by_the_router_means_pulls_stall() {
+    let lab = Lab::start(
+        "lacr",
+        LabOptions {
+            registry: true,
+            ..Default::default()
+        },
+    );
+    lab.net
+        .forward(&["-p", "tcp", "-d", DATA_IP, "--dport", "443", "-j", "DROP"]);
+    let timeout = 2.0;
+    let r = lab.run(lab.registry_args(timeout)).await;
+    let rep = r.json();
+    // The registry works: /v2/, the manifests and the blob's redirect...
+    let c = assert_registry_pulled(&rep, &lab);
+    assert!(
+        c.message
+            .contains(&format!("data endpoint {ACR_DATA} is unreachable"))
+            && c.message.contains("stall"),
+        "{}",
+        c.message
+    );
+    // ...but the layers would come from the data endpoint, which the router blackholes.
+    expect(&rep, &lab, ACR_DATA_CHECK, "fail", "tcp_timeout");
+    assert_resolved_by_dnsmasq(&rep, ACR_DATA_CHECK, DATA_IP);
+    let d = check(&rep, ACR_DATA_CHECK);
+    assert!(
+        d.required,
+        "the configured image's data endpoint is required"
+    );
+    assert!(d.message.contains("stall"), "{}", d.message);
+    assert!(
+        d.fix.as_deref().unwrap_or_default().contains(ACR_DATA),
+        "{:?}",
+        d.fix
+    );
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(
+        r.elapsed.as_secs_f64() <= timeout + 0.5,
+        "the run took {:?} with --timeout {timeout}",
+        r.elapsed
+    );
+    // The router's rule dropped the device's SYNs; nothing reached nginx's data site.
+    let rules = lab.net.rules();
+    let line = rules.lines().find(|l| l.contains("DROP")).unwrap();
+    let packets: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(packets > 0, "the DROP rule saw no packet:\n{rules}");
+    assert_eq!(lab.log("nginx-data-access.log"), "");
 
     let (names, dir) = (lab.names(), lab.dir.path().to_owned());
     drop(lab);

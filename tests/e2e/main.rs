@@ -15,7 +15,7 @@ mod docker;
 mod dps;
 /// Every fault mode of the simulated hub, and the verdict it leads to.
 mod faults;
-/// The network lab: Debian's dnsmasq, mosquitto, nginx, squid and RabbitMQ behind a router namespace.
+/// The network lab: Debian's dnsmasq, mosquitto, nginx, squid, RabbitMQ and docker-registry behind a router namespace.
 mod lab;
 /// JSON schema, golden text, and `list`/`demo`.
 mod output;

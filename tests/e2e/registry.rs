@@ -669,3 +669,37 @@ async fn a_token_registry_gives_the_device_a_pull_token_and_refuses_wrong_or_no_
     );
     assert!(c.message.contains("anonymous pull"), "{}", c.message);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_data_endpoint_on_its_own_port_is_named_with_that_port() {
+    let closed = fixtures::ClosedPort::loopback().unwrap();
+    let reg = Registry::start_on_named_ports(closed.port());
+    reg.push(false).await;
+    let mut args = reg.args(&reg.config(None), closed.port());
+    args.extend(
+        [
+            "--resolve",
+            &format!("{REGISTRY}:127.0.0.1"),
+            "--resolve",
+            &format!("{DATA}:127.0.0.1"),
+        ]
+        .map(String::from),
+    );
+    let rep = run(args).await.json();
+    let c = check(&rep, &format!("registry-registry-lab-{}", reg.addr.port()));
+    assert_eq!(c.status, "pass", "{}\n{}", c.message, reg.log());
+    assert_eq!(
+        c.fix.as_deref(),
+        Some(
+            format!(
+                "allow outbound TCP {} to {DATA} as well as to the registry",
+                closed.port()
+            )
+            .as_str()
+        ),
+        "{}",
+        c.message
+    );
+    let d = check(&rep, &format!("registry-data-data-lab-{}", closed.port()));
+    assert_eq!(d.reason, "tcp_refused", "{}", d.message);
+}

@@ -306,7 +306,9 @@ pub async fn run(
                     d.outcome.reason, d.def.id
                 ));
                 r.outcome.fix.get_or_insert_with(|| {
-                    format!("allow outbound TCP 443 to {endpoint} as well as to the registry")
+                    let (host, port) = edgeprobe_probes::registry::split_host_port(&endpoint, 443)
+                        .unwrap_or_else(|| (endpoint.clone(), 443));
+                    format!("allow outbound TCP {port} to {host} as well as to the registry")
                 });
             } else {
                 r.outcome

@@ -17,6 +17,10 @@ use crate::support::Netns;
 pub const DEVICE_IP: &str = "10.10.1.2";
 pub const DEVICE_SUBNET: &str = "10.10.1.0/24";
 pub const CLOUD_IP: &str = "10.10.2.2";
+/// Two more addresses of the cloud namespace, so a firewall rule can tell a container
+/// registry from its data endpoint (both on 443, like an ACR and its data endpoint).
+pub const REGISTRY_IP: &str = "10.10.2.3";
+pub const DATA_IP: &str = "10.10.2.4";
 
 /// `/etc/netns/<ns>/resolv.conf`, which `ip netns exec` bind-mounts over /etc/resolv.conf;
 /// removed (with its directory) on drop.
@@ -86,6 +90,12 @@ impl Net {
             router,
             cloud,
         }
+    }
+
+    /// Gives the cloud namespace another address of its subnet (the router finds it by ARP).
+    pub fn add_cloud_address(&self, ip: &str) {
+        self.cloud
+            .exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
     }
 
     /// Appends a rule to the router's FORWARD chain (`iptables -A FORWARD spec...`).

@@ -1,7 +1,9 @@
-//! The lab's third-party servers (Debian's dnsmasq, mosquitto, nginx, squid, RabbitMQ) and
-//! the certificates they present, made with `openssl` at test time. Every server runs in the
-//! `cloud` namespace, is started here and killed by PID (or process group) on drop.
+//! The lab's third-party servers (Debian's dnsmasq, mosquitto, nginx, squid, RabbitMQ,
+//! docker-registry) and the certificates they present, made with `openssl` at test time. Every
+//! server runs in the `cloud` namespace, is started here and killed by PID (or process group)
+//! on drop.
 
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,11 +37,32 @@ impl Proc {
         group: bool,
         env: &[(&str, String)],
     ) -> Proc {
+        Self::spawn_in(name, Some(ns), argv, log, group, env)
+    }
+
+    /// Starts `argv` inside `ns`, or on the host when `None`.
+    fn spawn_in(
+        name: &'static str,
+        ns: Option<&Netns>,
+        argv: &[&str],
+        log: &Path,
+        group: bool,
+        env: &[(&str, String)],
+    ) -> Proc {
         let file = std::fs::File::create(log).unwrap();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns.name])
-            .args(argv)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &ns.name]).args(argv);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(argv[0]);
+                cmd.args(&argv[1..]);
+                cmd
+            }
+        };
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file);
@@ -63,28 +86,40 @@ impl Proc {
 
     /// Waits until `ip:port` accepts TCP inside `ns`, or panics with the server's log.
     pub fn wait_tcp(&mut self, ns: &Netns, ip: &str, port: u16, within: Duration) {
-        let deadline = Instant::now() + within;
         let probe = format!("exec 3<>/dev/tcp/{ip}/{port}");
-        loop {
-            let ok = Command::new("ip")
+        self.wait_for(&format!("{ip}:{port}"), within, || {
+            Command::new("ip")
                 .args(["netns", "exec", &ns.name, "bash", "-c", &probe])
                 .stderr(Stdio::null())
                 .status()
                 .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
+                .unwrap_or(false)
+        });
+    }
+
+    /// Waits until `addr` accepts TCP on the host, or panics with the server's log.
+    fn wait_host_tcp(&mut self, addr: SocketAddr, within: Duration) {
+        self.wait_for(&addr.to_string(), within, || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+    }
+
+    fn wait_for(&mut self, what: &str, within: Duration, mut listening: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        loop {
+            if listening() {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
-                    "{} exited ({status}) before listening on {ip}:{port}:\n{}",
+                    "{} exited ({status}) before listening on {what}:\n{}",
                     self.name,
                     self.log_text()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not listen on {ip}:{port} within {within:?}:\n{}",
+                "{} did not listen on {what} within {within:?}:\n{}",
                 self.name,
                 self.log_text()
             );
@@ -120,6 +155,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A key and certificate on disk (`{name}.key`, `{name}.pem`; `{name}-chain.pem` for leaves).
+#[derive(Clone)]
 pub struct Cert {
     pub key: PathBuf,
     pub pem: PathBuf,
@@ -223,6 +259,11 @@ impl Pki {
         }
         Pki { root, hub, inspect }
     }
+
+    /// A leaf for `cn` (its only DNS name) under the lab's root.
+    pub fn issue(&self, dir: &Path, name: &str, cn: &str) -> Cert {
+        leaf(dir, name, cn, &self.root)
+    }
 }
 
 fn p(path: &Path) -> String {
@@ -230,7 +271,7 @@ fn p(path: &Path) -> String {
 }
 
 /// dnsmasq: authoritative for the lab's names, NXDOMAIN for anything else under
-/// azure-devices.net, no upstream at all.
+/// azure-devices.net and azurecr.io, no upstream at all.
 pub fn dnsmasq(ns: &Netns, dir: &Path, ip: &str, records: &[(&str, &str)]) -> Proc {
     let mut args: Vec<String> = [
         "dnsmasq",
@@ -244,6 +285,7 @@ pub fn dnsmasq(ns: &Netns, dir: &Path, ip: &str, records: &[(&str, &str)]) -> Pr
         "--log-queries",
         "--pid-file=",
         "--local=/azure-devices.net/",
+        "--local=/azurecr.io/",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -325,6 +367,17 @@ pub struct NginxOptions {
     pub https_on_8883: bool,
     /// Where `AMQPWSB10` upgrades go (an https://IP:PORT), if anywhere.
     pub amqp_ws_backend: Option<String>,
+    /// A registry's data endpoint, if any.
+    pub data_endpoint: Option<DataSite>,
+}
+
+/// A registry's data endpoint as a second nginx site on an address of its own: TLS with the
+/// data host's certificate, then 404 to every request (a real one answers a request without a
+/// signed blob URL with an error too). Requests land in `nginx-data-access.log`.
+pub struct DataSite {
+    pub ip: String,
+    pub host: String,
+    pub cert: Cert,
 }
 
 /// The IoT Hub body for an unauthenticated request (PROTOCOLS.md).
@@ -395,6 +448,23 @@ http {{
             key = p(&pki.hub.key),
         ));
     }
+    if let Some(site) = &o.data_endpoint {
+        conf.push_str(&format!(
+            r#"    server {{
+        listen {ip}:443 ssl;
+        server_name {host};
+        ssl_certificate {chain};
+        ssl_certificate_key {key};
+        access_log {d}/nginx-data-access.log;
+        location / {{ return 404; }}
+    }}
+"#,
+            ip = site.ip,
+            host = site.host,
+            chain = p(&site.cert.chain),
+            key = p(&site.cert.key),
+        ));
+    }
     conf.push_str("}\n");
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
@@ -414,6 +484,9 @@ http {{
         false,
     );
     proc.wait_tcp(ns, ip, 443, Duration::from_secs(10));
+    if let Some(site) = &o.data_endpoint {
+        proc.wait_tcp(ns, &site.ip, 443, Duration::from_secs(10));
+    }
     proc
 }
 
@@ -553,5 +626,111 @@ pub fn fixture(ns: &Netns) -> Fixture {
     Fixture {
         https: process.get("https"),
         _process: process,
+    }
+}
+
+/// The lab's container registry: a name shaped like an Azure Container Registry's, its blob
+/// downloads redirected to a data endpoint named like ACR's regional ones.
+pub const ACR: &str = "myregistry.azurecr.io";
+pub const ACR_DATA: &str = "myregistry.westeurope.data.azurecr.io";
+/// The image pushed to it (what `[agent.config] image` names).
+pub const ACR_REPO: &str = "azureiotedge-agent";
+pub const ACR_TAG: &str = "1.5";
+
+/// A docker-registry configuration: TLS with `cert` on `addr`, storage in
+/// `dir/registry-storage` (shared by every registry of the lab), blobs redirected if asked.
+fn registry_config(
+    dir: &Path,
+    file: &str,
+    addr: &str,
+    cert: &Cert,
+    redirect: Option<&str>,
+) -> PathBuf {
+    let mut conf = format!(
+        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+         storage:\n  filesystem:\n    rootdirectory: {storage}\n\
+         http:\n  addr: {addr}\n  secret: edgeprobe-lab-secret\n  tls:\n    certificate: {chain}\n    key: {key}\n",
+        storage = p(&dir.join("registry-storage")),
+        chain = p(&cert.chain),
+        key = p(&cert.key),
+    );
+    if let Some(host) = redirect {
+        conf.push_str(&format!(
+            "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: https://{host}/\n"
+        ));
+    }
+    let path = dir.join(file);
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// Debian's docker-registry (distribution 2.8) inside `ns` on `ip:443`: TLS with `cert`,
+/// storage in the test's directory, and the `redirect` storage middleware, so every blob
+/// request answers 307 to `https://{data_host}/...`.
+pub fn docker_registry(ns: &Netns, dir: &Path, ip: &str, cert: &Cert, data_host: &str) -> Proc {
+    let conf = registry_config(
+        dir,
+        "registry.yml",
+        &format!("{ip}:443"),
+        cert,
+        Some(data_host),
+    );
+    let mut proc = Proc::spawn(
+        "docker-registry",
+        ns,
+        &["docker-registry", "serve", &p(&conf)],
+        &dir.join("registry.log"),
+        false,
+    );
+    proc.wait_tcp(ns, ip, 443, Duration::from_secs(20));
+    proc
+}
+
+/// Pushes the tiny test image (`ACR_REPO:ACR_TAG`, a manifest list naming a linux/amd64
+/// image) into the storage [`docker_registry`] serves, through the Registry API: the client
+/// runs in the test process, which cannot enter the cloud namespace, so a second
+/// docker-registry over the same storage takes the push on the host's loopback and is
+/// stopped again. `cert` names `ACR`; `root` issued it.
+pub fn push_test_image(dir: &Path, cert: &Cert, root: &Cert) {
+    let der = dir.join("root.der");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            &p(&root.pem),
+            "-outform",
+            "DER",
+            "-out",
+            &p(&der),
+        ],
+    );
+    let der = std::fs::read(der).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], crate::thirdparty::free_port()));
+    let conf = registry_config(dir, "registry-push.yml", &addr.to_string(), cert, None);
+    let mut proc = Proc::spawn_in(
+        "docker-registry (push)",
+        None,
+        &["docker-registry", "serve", &p(&conf)],
+        &dir.join("registry-push.log"),
+        false,
+        &[],
+    );
+    proc.wait_host_tcp(addr, Duration::from_secs(20));
+    let client = fixtures::registry::RegistryClient::new(addr, ACR, der.into(), None);
+    // A runtime of its own, on a thread of its own: callers may be inside a runtime.
+    let pushed = std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(client.push_test_image(ACR_REPO, ACR_TAG))
+        })
+        .join()
+        .expect("the push thread")
+    });
+    if let Err(e) = pushed {
+        panic!("push to docker-registry: {e}\n{}", proc.log_text());
     }
 }
