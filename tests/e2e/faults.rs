@@ -452,15 +452,19 @@ async fn an_x509_device_authenticates_with_its_client_certificate() {
             "--x509-key".into(),
             key,
             "--only".into(),
-            "iothub-mqtt".into(),
-            "--only".into(),
-            "iothub-amqp".into(),
+            "iothub-mqtt,iothub-amqp,iothub-mqtt-ws,iothub-amqp-ws".into(),
         ]);
         let r = run(args).await;
         let rep = r.json();
         // MQTT: CONNACK for the certificate's device; AMQP: no token at all, the telemetry
-        // link is authorized (or refused) by the certificate alone.
-        for id in ["iothub-mqtt", "iothub-amqp"] {
+        // link is authorized (or refused) by the certificate alone; over the WebSocket too
+        // (the certificate is in the TLS under the upgrade).
+        for id in [
+            "iothub-mqtt",
+            "iothub-amqp",
+            "iothub-mqtt-ws",
+            "iothub-amqp-ws",
+        ] {
             let c = check(&rep, id);
             assert_eq!(
                 (c.auth.as_deref(), c.reason.as_str()),
