@@ -196,25 +196,7 @@ impl Lab {
             format!("[agent.config]\nimage = \"{ACR}/{ACR_REPO}:{ACR_TAG}\"\n"),
         )
         .unwrap();
-        [
-            "check",
-            "--config",
-            &config.display().to_string(),
-            "--vantage",
-            "host",
-            "--only",
-            "registry-*",
-            "--skip",
-            "registry-mcr-microsoft-com",
-            "--trust-bundle",
-            &self.bundle.display().to_string(),
-            "--timeout",
-            &timeout.to_string(),
-            "--output",
-            "json",
-        ]
-        .map(String::from)
-        .to_vec()
+        crate::support::registry_check_args(&config, &self.bundle, timeout)
     }
 
     /// Runs edgeprobe inside the device namespace.

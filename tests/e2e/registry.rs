@@ -210,29 +210,14 @@ impl Registry {
 
     /// A run of the registry checks only (mcr is not reachable from the test machine).
     fn args(&self, config: &Path, data_port: u16) -> Vec<String> {
-        [
-            "check",
-            "--config",
-            &config.display().to_string(),
-            "--vantage",
-            "host",
-            "--only",
-            "registry-*",
-            "--skip",
-            "registry-mcr-microsoft-com",
-            "--trust-bundle",
-            &self.bundle.display().to_string(),
-            "--connect-to",
-            &format!("{REGISTRY}:443:127.0.0.1:{}", self.addr.port()),
-            "--connect-to",
-            &format!("{DATA}:443:127.0.0.1:{data_port}"),
-            "--timeout",
-            "8",
-            "--output",
-            "json",
-        ]
-        .map(String::from)
-        .to_vec()
+        let mut args = crate::support::registry_check_args(config, &self.bundle, 8.0);
+        args.extend([
+            "--connect-to".into(),
+            format!("{REGISTRY}:443:127.0.0.1:{}", self.addr.port()),
+            "--connect-to".into(),
+            format!("{DATA}:443:127.0.0.1:{data_port}"),
+        ]);
+        args
     }
 }
 

@@ -1,7 +1,7 @@
 //! Shared test plumbing: run the real binary, parse its JSON back into the public types,
 //! start simulated hubs, and make network namespaces that are removed even when a test fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -202,6 +202,30 @@ pub fn set_arg(args: &mut [String], flag: &str, value: &str) {
         .position(|a| a == flag)
         .unwrap_or_else(|| panic!("{flag} not in args"));
     args[i + 1] = value.to_owned();
+}
+
+/// `check` with the registry checks of `config` only, `bundle` trusted, JSON out.
+/// mcr.microsoft.com is skipped: a test never contacts it.
+pub fn registry_check_args(config: &Path, bundle: &Path, timeout: f64) -> Vec<String> {
+    [
+        "check",
+        "--config",
+        &config.display().to_string(),
+        "--vantage",
+        "host",
+        "--only",
+        "registry-*",
+        "--skip",
+        "registry-mcr-microsoft-com",
+        "--trust-bundle",
+        &bundle.display().to_string(),
+        "--timeout",
+        &timeout.to_string(),
+        "--output",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Removes `flag` and its value.
