@@ -187,6 +187,17 @@ impl Registry {
             .unwrap_or_else(|e| panic!("push to docker-registry: {e}\n{}", self.log()));
     }
 
+    /// The data endpoint its blobs redirect to: TLS for `data.lab` from the registry's CA, on
+    /// a loopback `port` (0 for any).
+    async fn data_endpoint(&self, port: u16) -> DataEndpoint {
+        DataEndpoint::start(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            &self.ca.leaf(&[DATA], Validity::Valid),
+        )
+        .await
+        .unwrap()
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
@@ -243,12 +254,7 @@ fn data_id() -> String {
 async fn registry_and_its_data_endpoint_both_reachable() {
     let reg = Registry::start(false);
     reg.push(false).await;
-    let data = DataEndpoint::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &reg.ca.leaf(&[DATA], Validity::Valid),
-    )
-    .await
-    .unwrap();
+    let data = reg.data_endpoint(0).await;
     let r = run(reg.args(&reg.config(None), data.addr.port())).await;
     let rep = r.json();
     let c = check(&rep, &registry_id());
@@ -334,12 +340,7 @@ async fn a_blocked_data_endpoint_means_pulls_stall() {
 async fn basic_auth_registry_with_right_and_wrong_credentials() {
     let reg = Registry::start(true);
     reg.push(true).await;
-    let data = DataEndpoint::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &reg.ca.leaf(&[DATA], Validity::Valid),
-    )
-    .await
-    .unwrap();
+    let data = reg.data_endpoint(0).await;
 
     let r = run(reg.args(&reg.config(Some(PASSWORD)), data.addr.port())).await;
     let rep = r.json();
@@ -453,12 +454,7 @@ async fn registry_and_its_data_endpoint_through_squid() {
     let data_port = free_port();
     let reg = Registry::start_on_named_ports(data_port);
     reg.push(false).await;
-    let _data = DataEndpoint::start(
-        SocketAddr::from(([127, 0, 0, 1], data_port)),
-        &reg.ca.leaf(&[DATA], Validity::Valid),
-    )
-    .await
-    .unwrap();
+    let _data = reg.data_endpoint(data_port).await;
     // squid knows the names and, beside 443, allows CONNECT to the two ports.
     let loopback = reg.addr.ip();
     let squid = thirdparty::squid(&ProxyOptions {
@@ -563,12 +559,7 @@ async fn a_token_registry_gives_the_device_a_pull_token_and_refuses_wrong_or_no_
     .unwrap();
     let reg = Registry::start_with(Auth::Token(&tokens, &auth_ca.cert_pem), None);
     reg.push_with_token(&tokens).await;
-    let data = DataEndpoint::start(
-        "127.0.0.1:0".parse().unwrap(),
-        &reg.ca.leaf(&[DATA], Validity::Valid),
-    )
-    .await
-    .unwrap();
+    let data = reg.data_endpoint(0).await;
     let args = |password: Option<&str>| {
         let mut a = reg.args(&reg.config(password), data.addr.port());
         a.extend(["--resolve".into(), format!("{AUTH}:127.0.0.1")]);

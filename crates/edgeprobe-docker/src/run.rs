@@ -71,19 +71,13 @@ pub(crate) async fn ensure_probe_image(
     let reference = image::probe_reference(&image::sha256_hex(&bytes), version);
 
     if let Some(found) = inspect(engine, &reference, deadline).await? {
-        return Ok(ProbeImage {
-            built: false,
-            ..found
-        });
+        return Ok(found);
     }
     // Another edgeprobe may be importing the same image: wait for it, then use its image
     // instead of importing a second copy (which would leave the first one dangling).
     let _turn = build_turn(deadline).await?;
     if let Some(found) = inspect(engine, &reference, deadline).await? {
-        return Ok(ProbeImage {
-            built: false,
-            ..found
-        });
+        return Ok(found);
     }
 
     let libs = image::ldd(binary, deadline).await?;

@@ -285,6 +285,24 @@ struct Inputs {
     configured: Option<UpstreamProtocol>,
 }
 
+impl Inputs {
+    /// A DPS device's hub and device id, from DPS or from the identity service's state: the
+    /// hub checks target them, authenticated with the DPS key (the device key DPS knows).
+    fn assign_hub(&mut self, hub: String, device_id: String) {
+        self.vars.insert("iothub_hostname".into(), hub.clone());
+        self.vars.insert("device_id".into(), device_id.clone());
+        let credentials = match self.dps.as_ref().and_then(|d| d.key.clone()) {
+            Some(key) => Credentials::SasKey(key),
+            None => Credentials::None,
+        };
+        self.identity = Some(DeviceIdentity {
+            hub,
+            device_id,
+            credentials,
+        });
+    }
+}
+
 fn usage(msg: impl Into<String>) -> AppError {
     AppError::Usage(msg.into())
 }
@@ -607,17 +625,7 @@ fn provisioning_state(
                 a.hub,
                 a.device_id
             ));
-            inputs.vars.insert("iothub_hostname".into(), a.hub.clone());
-            inputs.vars.insert("device_id".into(), a.device_id.clone());
-            let credentials = match inputs.dps.as_ref().and_then(|d| d.key.clone()) {
-                Some(key) => Credentials::SasKey(key),
-                None => Credentials::None,
-            };
-            inputs.identity = Some(DeviceIdentity {
-                hub: a.hub.clone(),
-                device_id: a.device_id,
-                credentials,
-            });
+            inputs.assign_hub(a.hub.clone(), a.device_id);
             Ok(Some(a.hub))
         }
         Ok(ProvisioningState::Unprovisioned { source }) => {
@@ -869,21 +877,13 @@ pub async fn check_with_facts(
                 inputs.vars.entry(k).or_insert(v);
             }
             if let (Some(hub), Some(device)) = (
-                inputs.vars.get("iothub_hostname"),
-                inputs.vars.get("device_id"),
+                inputs.vars.get("iothub_hostname").cloned(),
+                inputs.vars.get("device_id").cloned(),
             ) {
                 notes.push(format!(
                     "DPS assigned this device to {hub} as {device}; the hub checks use that"
                 ));
-                let credentials = match inputs.dps.as_ref().and_then(|d| d.key.clone()) {
-                    Some(key) => Credentials::SasKey(key),
-                    None => Credentials::None,
-                };
-                inputs.identity = Some(DeviceIdentity {
-                    hub: hub.clone(),
-                    device_id: device.clone(),
-                    credentials,
-                });
+                inputs.assign_hub(hub, device);
             }
         }
         let rest: Vec<Planned> = plan(&catalog, args, &inputs.vars)?
