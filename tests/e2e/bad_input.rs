@@ -9,6 +9,37 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
+/// clap's usage errors stay whole: the suggestion, the valid values, the missing argument.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_errors_keep_clap_s_suggestions_and_valid_values() {
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (vec!["check", "--bogus"], &["--bogus"]),
+        (vec!["check", "--outptu", "json"], &["--outptu", "--output"]),
+        (vec!["check", "--timeout"], &["--timeout", "SECONDS"]),
+        (
+            vec!["check", "--timeout", "soon"],
+            &["soon", "not a number of seconds"],
+        ),
+        (
+            vec!["check", "--output", "xml"],
+            &["xml", "text", "json", "junit", "prometheus", "html"],
+        ),
+        (vec!["check", "-o", "yaml"], &["yaml", "json"]),
+        (vec!["frobnicate"], &["frobnicate"]),
+        (vec!["chek"], &["chek", "check"]),
+    ];
+    for (args, wanted) in cases {
+        let r = run(args.clone()).await;
+        let err = r.stderr();
+        assert_eq!(r.code(), 2, "{args:?} exited {} with {err}", r.code());
+        for w in wanted {
+            assert!(err.contains(w), "{args:?}: {err:?} does not say {w:?}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(r.stdout().is_empty(), "{args:?} printed a report on error");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_flags_and_files_exit_2_with_one_line_naming_the_culprit() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,11 +65,6 @@ async fn bad_flags_and_files_exit_2_with_one_line_naming_the_culprit() {
     let bad_state = write(&dir, "device_info", "hub_name = [unclosed\n");
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["check", "--bogus"], "--bogus"),
-        (vec!["check", "--timeout"], "--timeout"),
-        (vec!["check", "--timeout", "soon"], "soon"),
-        (vec!["check", "--output", "xml"], "xml"),
-        (vec!["frobnicate"], "frobnicate"),
         (
             [&base[..], &["--trust-bundle", "/nonexistent/ca.pem"]].concat(),
             "--trust-bundle: /nonexistent/ca.pem: cannot read",
@@ -111,6 +137,20 @@ async fn bad_flags_and_files_exit_2_with_one_line_naming_the_culprit() {
         (
             [&dps[..], &["--identity-state", &bad_state]].concat(),
             "device_info: not a provisioning state: TOML",
+        ),
+        // `iotedge check -o json` muscle memory, with the file flag.
+        (
+            [&base[..], &["--output-file", "json"]].concat(),
+            "--output-file json: that is a format name; use -o json",
+        ),
+        // Nothing to check is not a green run.
+        (
+            vec!["check", "--no-config", "--timeout", "1"],
+            "nothing to check: --no-config was given",
+        ),
+        (
+            vec!["man", "frobnicate"],
+            "man: no subcommand \"frobnicate\"",
         ),
     ];
     for (args, culprit) in cases {

@@ -54,7 +54,7 @@ async fn a_bundle_from_a_failing_run_holds_the_facts_and_no_secret() {
         "5".into(),
         "--vantage".into(),
         "host".into(),
-        "-o".into(),
+        "--output-file".into(),
         out.display().to_string(),
         // A configuration is read, so mcr.microsoft.com would be checked: not from a test.
         "--skip".into(),
@@ -68,7 +68,16 @@ async fn a_bundle_from_a_failing_run_holds_the_facts_and_no_secret() {
         "the device cannot run (Mqtt is configured and untrusted): {}",
         r.stderr()
     );
-    assert!(r.stdout().is_empty(), "the bundle goes to the file");
+    // The bundle goes to the file; stdout says where, and the verdict (issue 12).
+    let said = r.stdout();
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.starts_with(&format!("wrote {} (", out.display())) && said.contains("not ready"),
+        "{said}"
+    );
+    for secret in [KEY, REGISTRY_PASSWORD, PROXY_PASSWORD] {
+        assert!(!said.contains(secret));
+    }
     let files = unpack(&std::fs::read(&out).unwrap());
     let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
     for want in [
@@ -141,22 +150,64 @@ async fn a_bundle_from_a_failing_run_holds_the_facts_and_no_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_bundle_can_go_to_stdout_and_needs_a_destination() {
+async fn a_bundle_can_go_to_stdout_and_defaults_to_a_new_file_named_for_the_host() {
     let hub = Hub::start(HubFaults::default()).await;
     let mut args = vec![
         "bundle".to_owned(),
         "--vantage".into(),
         "host".into(),
-        "-o".into(),
+        "--output-file".into(),
         "-".into(),
     ];
     args.extend(hub.args(5.0).into_iter().skip(1));
     let r = run(args).await;
     let files = unpack(&r.output.stdout);
     assert!(files.iter().any(|(p, _)| p.ends_with("report.json")));
-    let r = run(["bundle", "--iothub-hostname", HUB]).await;
-    assert_eq!(r.code(), 2);
-    assert!(r.stderr().contains("-o FILE"), "{}", r.stderr());
+    // With the bundle on stdout, where it went and the verdict go to stderr.
+    assert!(r.stderr().contains("wrote - ("), "{}", r.stderr());
+
+    // No destination: edgeprobe-bundle-<host>-<UTC time>.tar.gz in the working directory,
+    // and the path and the verdict on stdout.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["bundle".to_owned(), "--vantage".into(), "host".into()];
+    args.extend(hub.args(5.0).into_iter().skip(1));
+    let r = crate::support::run_in(dir.path(), args.clone()).await;
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "one file and no temporary one: {names:?}");
+    let name = &names[0];
+    assert!(
+        name.starts_with("edgeprobe-bundle-") && name.ends_with("Z.tar.gz"),
+        "{name}"
+    );
+    let out = r.stdout();
+    assert!(
+        out.contains(&format!("wrote {name} (")) && out.contains("ready"),
+        "{out}"
+    );
+    let path = dir.path().join(name);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "a bundle describes the device: owner only"
+    );
+    let first = std::fs::read(&path).unwrap();
+    assert!(unpack(&first)
+        .iter()
+        .any(|(p, _)| p.ends_with("report.json")));
+
+    // A bundle never replaces a file: naming an existing one is refused, and it is untouched.
+    args.extend(["--output-file".into(), path.display().to_string()]);
+    let r = crate::support::run_in(dir.path(), args).await;
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stderr().contains("the file exists"), "{}", r.stderr());
+    assert_eq!(std::fs::read(&path).unwrap(), first);
 }
 
 #[tokio::test(flavor = "multi_thread")]

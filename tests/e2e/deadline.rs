@@ -56,7 +56,7 @@ async fn with_every_port_blackholed_the_run_ends_inside_its_deadline() {
             c.message
         );
     }
-    assert!(rep.upstream_protocols.values().all(|v| !v.works));
+    assert!(rep.upstream_protocols.values().all(|v| !v.works()));
     assert_eq!(rep.recommendation.upstream_protocol, None);
     assert_eq!(r.code(), 1);
 }

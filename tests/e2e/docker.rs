@@ -276,7 +276,7 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
         cmp.message
     );
     // Modules run in the container: Amqp does not work for them, whatever the host says.
-    assert!(!rep.upstream_protocols["Amqp"].works);
+    assert!(!rep.upstream_protocols["Amqp"].works());
     assert_eq!(
         rep.recommendation.upstream_protocol.as_deref(),
         Some("Mqtt")

@@ -123,7 +123,7 @@ async fn a_wrong_dps_key_is_refused_and_the_hub_stays_unknown() {
     let lookup = check(&rep, "dps-https");
     assert_eq!(
         (lookup.status.as_str(), lookup.reason.as_str()),
-        ("warn", "auth_rejected"),
+        ("fail", "auth_rejected"),
         "{}",
         lookup.message
     );
@@ -342,7 +342,7 @@ async fn a_1_1_config_finds_the_provisioning_backup_under_its_homedir() {
     // A support bundle carries the assignment, never what else the backup holds.
     let out = s._dir.path().join("bundle.tar.gz");
     args[0] = "bundle".into();
-    args.extend(["-o".into(), out.display().to_string()]);
+    args.extend(["--output-file".into(), out.display().to_string()]);
     let r = run(args).await;
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let files = crate::bundle::unpack(&std::fs::read(&out).unwrap());

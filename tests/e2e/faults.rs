@@ -40,7 +40,7 @@ async fn a_healthy_hub_passes_every_protocol_with_the_device_authenticated() {
     assert!(rep
         .upstream_protocols
         .values()
-        .all(|v| v.works && v.auth == "ok"));
+        .all(|v| v.works() && v.auth == "ok"));
     assert_eq!(
         rep.recommendation.upstream_protocol.as_deref(),
         Some("Amqp")
@@ -82,8 +82,8 @@ async fn a_closed_mqtt_port_is_refused_and_amqp_is_still_recommended() {
         ("fail", "tcp_refused")
     );
     assert!(c.fix.as_deref().unwrap().contains("8883"));
-    assert!(!rep.upstream_protocols["Mqtt"].works);
-    assert!(rep.upstream_protocols["Amqp"].works);
+    assert!(!rep.upstream_protocols["Mqtt"].works());
+    assert!(rep.upstream_protocols["Amqp"].works());
     assert_eq!(
         rep.recommendation.upstream_protocol.as_deref(),
         Some("Amqp")
@@ -129,7 +129,7 @@ async fn silence_after_tls_is_a_protocol_timeout_for_mqtt_and_amqp() {
             "ok"
         );
     }
-    assert!(!rep.upstream_protocols["Mqtt"].works);
+    assert!(!rep.upstream_protocols["Mqtt"].works());
     assert_eq!(
         rep.recommendation.upstream_protocol.as_deref(),
         Some("AmqpWs")
@@ -168,8 +168,8 @@ async fn an_https_server_on_8883_is_the_wrong_service_not_a_pass() {
             c.message
         );
     }
-    assert!(!rep.upstream_protocols["Mqtt"].works);
-    assert!(!rep.upstream_protocols["Amqp"].works);
+    assert!(!rep.upstream_protocols["Mqtt"].works());
+    assert!(!rep.upstream_protocols["Amqp"].works());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,7 +207,7 @@ async fn tls_interception_names_the_untrusted_issuer() {
         assert!(c.message.contains("XYZ_Access_SSLInspect"), "{}", c.message);
         assert!(c.fix.as_deref().unwrap().contains("trust_bundle_cert"));
     }
-    assert!(!rep.upstream_protocols["MqttWs"].works);
+    assert!(!rep.upstream_protocols["MqttWs"].works());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,7 +256,8 @@ async fn without_the_trust_bundle_the_hub_is_untrusted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn refused_credentials_mean_the_path_works_with_a_warning() {
+/// The path works and the device cannot connect: a failure, not a warning (issue 12).
+async fn refused_credentials_mean_the_path_works_and_the_device_is_not_ready() {
     let faults = HubFaults {
         reject_credentials: true,
         ..HubFaults::default()
@@ -271,16 +272,26 @@ async fn refused_credentials_mean_the_path_works_with_a_warning() {
         let c = check(&rep, id);
         assert_eq!(
             (c.status.as_str(), c.reason.as_str()),
-            ("warn", "auth_rejected"),
+            ("fail", "auth_rejected"),
             "{id}: {}",
             c.message
         );
         assert_eq!(c.auth.as_deref(), Some("rejected"));
     }
     for v in rep.upstream_protocols.values() {
-        assert!(v.works && v.auth == "rejected");
+        assert!(v.works() && v.auth == "rejected");
     }
-    assert_eq!(code, 0, "warnings alone still let the device run");
+    assert!(!rep.ready);
+    assert_eq!(rep.readiness.reason, "auth_rejected");
+    assert!(
+        rep.recommendation
+            .why
+            .contains("refused the device's credentials")
+            && !rep.recommendation.change_needed,
+        "the advice is about the credentials, not a protocol switch: {:?}",
+        rep.recommendation
+    );
+    assert_eq!(code, 1, "a device whose credentials are refused cannot run");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -288,16 +299,11 @@ async fn a_wrong_device_key_is_rejected_by_the_hub() {
     let hub = Hub::start(HubFaults::default()).await;
     let mut args = hub.args(10.0);
     set_arg(&mut args, "--sas-key", WRONG_KEY);
-    args.push("--warnings-as-errors".into());
     let r = run(args).await;
     let rep = r.json();
     assert_eq!(check(&rep, "iothub-mqtt").reason, "auth_rejected");
     assert_eq!(check(&rep, "iothub-amqp").reason, "auth_rejected");
-    assert_eq!(
-        r.code(),
-        1,
-        "--warnings-as-errors turns the warning into exit 1"
-    );
+    assert_eq!(r.code(), 1, "a wrong key makes the device not ready");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,7 +327,7 @@ async fn no_auth_proves_every_path_from_the_services_refusal() {
     assert!(rep
         .upstream_protocols
         .values()
-        .all(|v| v.works && v.auth == "untested"));
+        .all(|v| v.works() && v.auth == "untested"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -344,7 +350,7 @@ async fn a_refused_upgrade_and_a_wrong_subprotocol_are_named() {
         ("fail", "ws_subprotocol")
     );
     assert!(a.message.contains("AMQPWSB10"), "{}", a.message);
-    assert!(!rep.upstream_protocols["MqttWs"].works && !rep.upstream_protocols["AmqpWs"].works);
+    assert!(!rep.upstream_protocols["MqttWs"].works() && !rep.upstream_protocols["AmqpWs"].works());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -418,7 +424,7 @@ async fn ipv6_addresses_that_do_not_connect_are_a_warning_when_ipv4_works() {
     assert_eq!(tcp.status, "warn");
     assert_eq!(tcp.detail["address"], "127.0.20.9:8883");
     assert!(
-        rep.upstream_protocols["Mqtt"].works,
+        rep.upstream_protocols["Mqtt"].works(),
         "the protocol still works over IPv4"
     );
 }

@@ -19,6 +19,8 @@ mod faults;
 mod lab;
 /// JSON schema, golden text, and `list`/`demo`.
 mod output;
+/// The pre-flight contract: one verdict in the exit code and every format; `-o FORMAT`.
+mod preflight;
 /// Real squid and tinyproxy between edgeprobe and the hub; stunnel in front of squid (`https://`).
 mod proxy;
 /// Container registry checks against Debian's docker-registry, blobs on a data host; through squid.

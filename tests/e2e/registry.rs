@@ -388,7 +388,7 @@ async fn basic_auth_registry_with_right_and_wrong_credentials() {
     let bundle = reg.dir.path().join("bundle.tar.gz");
     args[0] = "bundle".into();
     args.retain(|a| a != "--verbose");
-    args.extend(["-o".into(), bundle.display().to_string()]);
+    args.extend(["--output-file".into(), bundle.display().to_string()]);
     let r = run(args).await;
     assert_no_password(&r);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(

@@ -67,7 +67,21 @@ pub async fn run_env(args: Vec<String>, env: &[(&str, &str)]) -> Run {
     run_full(&[], args, env).await
 }
 
+/// Runs the binary in the working directory `dir` (for files it names itself).
+pub async fn run_in(dir: &Path, args: Vec<String>) -> Run {
+    run_cwd(&[], args, &[], Some(dir)).await
+}
+
 async fn run_full(prefix: &[&str], args: Vec<String>, env: &[(&str, &str)]) -> Run {
+    run_cwd(prefix, args, env, None).await
+}
+
+async fn run_cwd(
+    prefix: &[&str],
+    args: Vec<String>,
+    env: &[(&str, &str)],
+    cwd: Option<&Path>,
+) -> Run {
     let (program, rest): (String, Vec<String>) = match prefix.split_first() {
         Some((p, r)) => (
             p.to_string(),
@@ -80,7 +94,11 @@ async fn run_full(prefix: &[&str], args: Vec<String>, env: &[(&str, &str)]) -> R
         None => (bin().to_owned(), args),
     };
     let started = Instant::now();
-    let output = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let output = command
         .args(rest)
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")

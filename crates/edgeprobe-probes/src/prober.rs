@@ -379,7 +379,7 @@ impl Job<'_> {
                 o
             } else if auth_refused {
                 let mut o = Outcome::new(
-                    Status::Warn,
+                    Status::Fail,
                     Reason::AuthRejected,
                     format!("the MQTT path works, but {title} refused the credentials (CONNACK {code}: {words})"),
                 );
@@ -495,7 +495,7 @@ impl Job<'_> {
                 );
                 let mut o = if presenting {
                     let mut o = Outcome::new(
-                        Status::Warn,
+                        Status::Fail,
                         Reason::AuthRejected,
                         format!(
                             "the AMQP path works, but {} refused the credentials: {}",
@@ -577,7 +577,7 @@ impl Job<'_> {
                     }
                     Err(e) if matches!(e.kind, amqp::AmqpErrorKind::Unauthorized) => {
                         let mut o = Outcome::new(
-                            Status::Warn,
+                            Status::Fail,
                             Reason::AuthRejected,
                             format!(
                                 "the AMQP path works, but {title} refused the credentials: {}",
@@ -716,7 +716,7 @@ impl Job<'_> {
                         vec![("error_code".into(), json!(code))],
                     );
                     let mut o = Outcome::new(
-                        Status::Warn,
+                        Status::Fail,
                         Reason::AuthRejected,
                         format!("the HTTPS path to DPS works, but DPS refused the registration's key (error {code})"),
                     );
@@ -890,19 +890,15 @@ fn proxy_layer_reason(_: Reason) -> Reason {
     Reason::ProxyUnreachable
 }
 
-/// What to change, per reason. `None` where the message says it all.
+/// What to change, per reason. `None` where the message says it all. The protocol to switch
+/// to, when one works, is the verdict's to name (`verdict::align_fix`), not the probe's.
 pub fn fix_for(reason: Reason, protocol: Protocol, host: &str, port: u16) -> Option<String> {
-    let ws_alt = match protocol {
-        Protocol::Mqtt => " — or use UpstreamProtocol MqttWs over 443",
-        Protocol::Amqp => " — or use UpstreamProtocol AmqpWs over 443",
-        _ => "",
-    };
     Some(match reason {
         Reason::DnsNxdomain => format!("check the host name {host} (a typo in config.toml, or a deleted hub)"),
         Reason::DnsNoRecords | Reason::DnsError => format!("check the DNS servers in /etc/resolv.conf and whether they can resolve {host}"),
         Reason::DnsTimeout => "check that the DNS servers in /etc/resolv.conf are reachable (UDP and TCP 53)".into(),
         Reason::TcpTimeout | Reason::TcpRefused | Reason::TcpUnreachable => {
-            format!("allow outbound TCP {port} to {host} in the firewall{ws_alt}")
+            format!("allow outbound TCP {port} to {host} in the firewall")
         }
         Reason::TlsUntrusted => "if a TLS-inspecting proxy is on the path, exempt the Azure endpoints from inspection, or add its root CA to the OS store and to trust_bundle_cert in /etc/aziot/config.toml (X.509 device auth cannot pass inspection)".into(),
         Reason::TlsNameMismatch => format!("something intercepts {host}:{port}, or the host name is wrong; check DNS and transparent proxies"),

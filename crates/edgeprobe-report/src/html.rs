@@ -418,19 +418,13 @@ impl Renderer for HtmlRenderer {
         }
         out.push_str("</div></header>\n<main><div class=\"wrap\">\n");
 
-        // Summary: can the device run, and the counts.
-        let required_failed = report
-            .results
-            .iter()
-            .any(|r| r.def.required && r.outcome.status == Status::Fail);
-        let (class, line) = if required_failed {
-            (
-                "bad",
-                "A required check failed: the device cannot run as configured",
-            )
-        } else {
-            ("good", "Every required check passed: the device can run")
-        };
+        // Summary: the run's verdict (what the exit code says), and the counts.
+        let r = &report.readiness;
+        let class = if r.ready { "good" } else { "bad" };
+        let mut line = escape_html(&r.message);
+        if let Some(fix) = &r.fix {
+            let _ = write!(line, "<div class=\"fix\">fix: {}</div>", escape_html(fix));
+        }
         let _ = writeln!(
             out,
             "<section class=\"panel summary\" aria-label=\"summary\"><div class=\"verdict-line {class}\">{line}</div>\
@@ -446,12 +440,14 @@ impl Renderer for HtmlRenderer {
                  <thead><tr><th>Protocol</th><th>Port</th><th>Works</th><th>Why</th></tr></thead><tbody>\n",
             );
             for v in &report.verdict.protocols {
-                let (cls, word) = if v.works {
+                let (cls, word) = if v.works && v.auth == AuthState::Rejected {
+                    ("warn", "path only")
+                } else if v.works {
                     ("yes", "yes")
                 } else if v.tested {
                     ("no", "no")
                 } else {
-                    ("untested", "untested")
+                    ("untested", "not checked")
                 };
                 let why = if v.works {
                     let mut w = String::from("works");
@@ -459,7 +455,9 @@ impl Renderer for HtmlRenderer {
                         w.push_str(" through the proxy");
                     }
                     match v.auth {
-                        AuthState::Rejected => w.push_str(", but the credentials were refused"),
+                        AuthState::Rejected => {
+                            w.push_str(", but the service refused the device's credentials")
+                        }
                         AuthState::Ok => w.push_str(", device authenticated"),
                         AuthState::Untested => {}
                     }
@@ -487,9 +485,14 @@ impl Renderer for HtmlRenderer {
             out.push_str("</tbody></table>\n");
             let rec = &report.verdict.recommendation;
             let (cls, head) = match (rec.upstream_protocol, rec.change_needed) {
+                _ if rec.credentials_refused => (
+                    "none",
+                    "Fix the device's credentials, not the protocol".to_owned(),
+                ),
                 (Some(p), false) => ("keep", format!("Keep UpstreamProtocol {p}")),
                 (Some(p), true) => ("change", format!("Switch to UpstreamProtocol {p}")),
-                (None, _) => ("none", "No UpstreamProtocol works".to_owned()),
+                (None, true) => ("none", "No UpstreamProtocol works".to_owned()),
+                (None, false) => ("none", "none".to_owned()),
             };
             let _ = write!(
                 out,
@@ -512,7 +515,26 @@ impl Renderer for HtmlRenderer {
             "<section class=\"panel overview\"><h2>Checks</h2>\n<table><thead><tr><th>Status</th><th>Check</th>\
              <th>Vantage</th><th>Reason</th><th style=\"text-align:right\">Time</th></tr></thead><tbody>\n",
         );
-        for (i, r) in report.results.iter().enumerate() {
+        // Worst first; skipped checks are collapsed into one line below the table.
+        let severity = |st: Status| match st {
+            Status::Fail => 0,
+            Status::Warn => 1,
+            Status::Pass => 2,
+            Status::Skip => 3,
+        };
+        let mut order: Vec<(usize, &CheckResult)> = report
+            .results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.outcome.status != Status::Skip)
+            .collect();
+        order.sort_by_key(|(i, r)| (severity(r.outcome.status), !report.blocks(r), *i));
+        let skipped: Vec<&CheckResult> = report
+            .results
+            .iter()
+            .filter(|r| r.outcome.status == Status::Skip)
+            .collect();
+        for (i, r) in order.iter().copied() {
             let status = status_word(r.outcome.status);
             let _ = writeln!(
                 out,
@@ -526,25 +548,37 @@ impl Renderer for HtmlRenderer {
                 t = fmt_ms(ms(r.duration)),
             );
         }
-        out.push_str("</tbody></table></section>\n");
+        out.push_str("</tbody></table>");
+        if !skipped.is_empty() {
+            let ids: Vec<String> = skipped
+                .iter()
+                .map(|r| {
+                    format!(
+                        "<code title=\"{}\">{}</code>",
+                        escape_html(&r.outcome.message),
+                        escape_html(&r.def.id)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                out,
+                "<p class=\"skipped\"><span class=\"badge skip\">{} skipped</span> not applicable or not selected: {}</p>",
+                skipped.len(),
+                ids.join(", ")
+            );
+        }
+        out.push_str("</section>\n");
 
-        // One section per check, waterfalls on one shared scale: the slowest check.
-        let scale_ms = report
-            .results
-            .iter()
-            .map(span_ms)
-            .fold(0.0, f64::max)
-            .max(1.0);
-        for (i, r) in report.results.iter().enumerate() {
-            write_check(&mut out, i, r, scale_ms);
+        // One section per check that ran, worst first; each waterfall on its own scale.
+        for (i, r) in order.iter().copied() {
+            write_check(&mut out, i, r, span_ms(r).max(1.0));
         }
 
         let _ = writeln!(
             out,
-            "</div></main>\n<footer><div class=\"wrap\">Generated by edgeprobe {} · waterfall bars share one \
-             scale (the slowest check, {}) · bar colour is the phase status</div></footer>\n</body>\n</html>",
+            "</div></main>\n<footer><div class=\"wrap\">Generated by edgeprobe {} · each waterfall is scaled to \
+             its own check's duration · bar colour is the phase status</div></footer>\n</body>\n</html>",
             env!("CARGO_PKG_VERSION"),
-            fmt_ms(scale_ms)
         );
         out
     }

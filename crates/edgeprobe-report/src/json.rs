@@ -17,11 +17,25 @@ pub struct JsonReport {
     pub started_at: String,
     pub duration_ms: u64,
     pub vantage: String,
+    /// The run's one answer: can the device run? The exit code says the same (0 or 1).
+    pub ready: bool,
+    /// Why, and which checks stand in the way.
+    pub readiness: Readiness,
     pub context: Context,
     pub checks: Vec<Check>,
     pub upstream_protocols: BTreeMap<String, UpstreamVerdict>,
     pub recommendation: Recommendation,
     pub summary: Summary,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Readiness {
+    /// `ok`, or the reason of the first check that makes the device not ready.
+    pub reason: String,
+    pub message: String,
+    pub fix: Option<String>,
+    /// Ids of the checks that make the device not ready.
+    pub blocking: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -81,7 +95,12 @@ pub struct Phase {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct UpstreamVerdict {
-    pub works: bool,
+    /// Whether a probe of this protocol ran; `false` when the selection left it out or no
+    /// upstream is configured.
+    pub checked: bool,
+    /// Whether the network path reaches the real service (its protocol answered); `null`
+    /// when not checked. Says nothing of the credentials: see `auth`.
+    pub works: Option<bool>,
     pub auth: String,
     pub via_proxy: bool,
     pub evidence: Vec<String>,
@@ -122,6 +141,13 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+impl UpstreamVerdict {
+    /// Checked and working.
+    pub fn works(&self) -> bool {
+        self.works == Some(true)
+    }
 }
 
 impl JsonReport {
@@ -177,7 +203,8 @@ impl JsonReport {
                 (
                     v.protocol.as_str().to_owned(),
                     UpstreamVerdict {
-                        works: v.works,
+                        checked: v.tested,
+                        works: v.tested.then_some(v.works),
                         auth: v.auth.as_str().into(),
                         via_proxy: v.via_proxy,
                         evidence: v.evidence.clone(),
@@ -199,6 +226,13 @@ impl JsonReport {
             started_at: rfc3339(report.started_at),
             duration_ms: report.duration.as_millis() as u64,
             vantage: report.vantage.clone(),
+            ready: report.readiness.ready,
+            readiness: Readiness {
+                reason: report.readiness.reason.as_str().into(),
+                message: report.readiness.message.clone(),
+                fix: report.readiness.fix.clone(),
+                blocking: report.readiness.blocking.clone(),
+            },
             context: Context {
                 iothub_hostname: c.iothub_hostname.clone(),
                 device_id: c.device_id.clone(),

@@ -1,7 +1,8 @@
 //! JUnit XML, so a CI pipeline (Azure Pipelines, GitLab, Jenkins, GitHub test reporters)
-//! shows each check as a test case and fails the stage on a failed one. A warning passes
-//! unless the renderer is told to treat warnings as errors; its message goes to
-//! `<system-out>` so it is still visible. Everything that came from a peer or a person is
+//! shows each check as a test case and fails the stage exactly when the run says the device
+//! is not ready: only the checks that make it not ready are `<failure>`s (so the pipeline's
+//! red or green matches the exit code); other failures and warnings go to `<system-out>`, so
+//! they are still visible. Everything that came from a peer or a person is
 //! escaped, and characters XML 1.0 cannot carry at all are replaced, so the document is
 //! well-formed whatever a server answered.
 
@@ -11,12 +12,9 @@ use edgeprobe_core::Status;
 
 use crate::{Renderer, RunReport};
 
-/// JUnit renderer settings.
+/// JUnit renderer.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct JunitRenderer {
-    /// Report `warn` checks as failures too (the binary's `--warnings-as-errors`).
-    pub warnings_as_errors: bool,
-}
+pub struct JunitRenderer;
 
 /// Escapes text for an XML 1.0 attribute value (and so for element text too): markup
 /// characters become entities, whitespace that attribute normalisation would fold becomes a
@@ -62,11 +60,6 @@ fn junit_timestamp(t: std::time::SystemTime) -> String {
     s.strip_suffix('Z').map(str::to_owned).unwrap_or(s)
 }
 
-/// Whether a check counts as a failed test case.
-fn is_failure(status: Status, warnings_as_errors: bool) -> bool {
-    status == Status::Fail || (warnings_as_errors && status == Status::Warn)
-}
-
 fn failure_body(r: &edgeprobe_core::runner::CheckResult) -> String {
     let o = &r.outcome;
     let mut body = format!("{} ({}): {}\n", o.reason.describe(), o.reason, o.message);
@@ -91,11 +84,7 @@ fn failure_body(r: &edgeprobe_core::runner::CheckResult) -> String {
 impl Renderer for JunitRenderer {
     fn render(&self, report: &RunReport) -> String {
         let s = report.summary();
-        let failures = report
-            .results
-            .iter()
-            .filter(|r| is_failure(r.outcome.status, self.warnings_as_errors))
-            .count();
+        let failures = report.results.iter().filter(|r| report.blocks(r)).count();
         let attrs = format!(
             "name=\"edgeprobe\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{}\" time=\"{}\"",
             report.results.len(),
@@ -112,7 +101,14 @@ impl Renderer for JunitRenderer {
 
         let ctx = &report.context;
         let rec = &report.verdict.recommendation;
-        let mut props: Vec<(&str, String)> = vec![("vantage", report.vantage.clone())];
+        let mut props: Vec<(&str, String)> = vec![
+            ("ready", report.readiness.ready.to_string()),
+            ("readiness", report.readiness.message.clone()),
+        ];
+        if let Some(fix) = &report.readiness.fix {
+            props.push(("readiness_fix", fix.clone()));
+        }
+        props.push(("vantage", report.vantage.clone()));
         props.extend(ctx.known().into_iter().map(|(key, _, v)| (key, v)));
         if report.verdict.tested() {
             if let Some(p) = rec.upstream_protocol {
@@ -150,7 +146,8 @@ impl Renderer for JunitRenderer {
                 }
                 Status::Warn | Status::Fail => {
                     out.push_str(">\n");
-                    if is_failure(o.status, self.warnings_as_errors) {
+                    let blocks = report.blocks(r);
+                    if blocks {
                         let _ = writeln!(
                             out,
                             "      <failure type=\"{}\" message=\"{}\">{}</failure>",
@@ -159,9 +156,14 @@ impl Renderer for JunitRenderer {
                             escape_text(&failure_body(r))
                         );
                     }
-                    if o.status == Status::Warn {
+                    if !blocks || o.status == Status::Warn {
                         let mut text = format!(
-                            "warning: {} ({}): {}",
+                            "{}: {} ({}): {}",
+                            if o.status == Status::Warn {
+                                "warning"
+                            } else {
+                                "failed, not required"
+                            },
                             o.reason.describe(),
                             o.reason,
                             o.message

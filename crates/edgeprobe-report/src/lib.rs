@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use edgeprobe_core::runner::CheckResult;
 use edgeprobe_core::Status;
-use edgeprobe_iotedge::verdict::Verdict;
+use edgeprobe_iotedge::verdict::{Readiness, Verdict};
 
 /// What the run was about, as shown in the report header and the JSON `context`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,6 +70,8 @@ pub struct RunReport {
     pub context: RunContext,
     pub results: Vec<CheckResult>,
     pub verdict: Verdict,
+    /// Whether the device can run: what the exit code and every renderer state.
+    pub readiness: Readiness,
 }
 
 /// Counts per status.
@@ -82,6 +84,16 @@ pub struct Summary {
 }
 
 impl RunReport {
+    /// Whether this check is one that makes the device not ready.
+    pub fn blocks(&self, r: &CheckResult) -> bool {
+        !self.readiness.ready
+            && self.readiness.blocking.iter().any(|b| {
+                b == &r.def.id
+                    || b.strip_prefix(r.def.id.as_str())
+                        .is_some_and(|rest| rest == format!(" ({})", r.vantage))
+            })
+    }
+
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
         for r in &self.results {

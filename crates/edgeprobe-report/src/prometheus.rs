@@ -126,13 +126,25 @@ fn leaf_certificate(phase: &Phase) -> Option<(String, f64)> {
 
 impl Renderer for PrometheusRenderer {
     fn render(&self, report: &RunReport) -> String {
+        let mut ready = Family::new(
+            "edgeprobe_ready",
+            "Whether the device can run (1) or not (0): the run's verdict, as its exit code says.",
+        );
+        let mut info = Family::new(
+            "edgeprobe_info",
+            "The edgeprobe version and the device it checked (always 1).",
+        );
+        let mut failure = Family::new(
+            "edgeprobe_check_failure_reason",
+            "The reason a check warned or failed (1); checks that passed or were skipped are omitted.",
+        );
         let mut success = Family::new(
             "edgeprobe_check_success",
             "Whether the check passed (1 for pass or warn, 0 for fail); skipped checks are omitted.",
         );
         let mut status = Family::new(
             "edgeprobe_check_status",
-            "The status of the check, one-hot over pass, warn, fail and skip.",
+            "The status of the check, one-hot over pass, warn and fail; skipped checks are omitted.",
         );
         let mut phase_duration = Family::new(
             "edgeprobe_phase_duration_seconds",
@@ -172,19 +184,29 @@ impl Renderer for PrometheusRenderer {
             let vantage = r.vantage.to_string();
             let vantage = vantage.as_str();
             let o = &r.outcome;
-            if o.status != Status::Skip {
-                success.add(
+            if o.status == Status::Skip {
+                continue;
+            }
+            success.add(
+                &[
+                    ("id", id),
+                    ("endpoint", r.def.endpoint.as_str()),
+                    ("protocol", r.def.protocol.as_str()),
+                    ("vantage", vantage),
+                ],
+                if o.status == Status::Fail { 0.0 } else { 1.0 },
+            );
+            if matches!(o.status, Status::Warn | Status::Fail) {
+                failure.add(
                     &[
                         ("id", id),
-                        ("endpoint", r.def.endpoint.as_str()),
-                        ("protocol", r.def.protocol.as_str()),
                         ("vantage", vantage),
                         ("reason", o.reason.as_str()),
                     ],
-                    if o.status == Status::Fail { 0.0 } else { 1.0 },
+                    1.0,
                 );
             }
-            for s in Status::ALL {
+            for s in Status::ALL.iter().filter(|s| **s != Status::Skip) {
                 status.add(
                     &[("id", id), ("vantage", vantage), ("status", s.as_str())],
                     if *s == o.status { 1.0 } else { 0.0 },
@@ -240,9 +262,30 @@ impl Renderer for PrometheusRenderer {
             .unwrap_or(0.0);
         run_timestamp.add(&[], started);
 
-        let mut out = String::new();
+        ready.add(&[], if report.readiness.ready { 1.0 } else { 0.0 });
+        let c = &report.context;
+        info.add(
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("iothub", c.iothub_hostname.as_deref().unwrap_or_default()),
+                ("edge_device", c.device_id.as_deref().unwrap_or_default()),
+            ],
+            1.0,
+        );
+
+        // The verdict in words, for a person reading the file (a comment to parsers).
+        let mut out = format!(
+            "# edgeprobe: {}\n",
+            report.readiness.message.replace('\n', " ")
+        );
+        if let Some(fix) = &report.readiness.fix {
+            let _ = writeln!(out, "# edgeprobe: fix: {}", fix.replace('\n', " "));
+        }
         for family in [
+            &ready,
+            &info,
             &success,
+            &failure,
             &status,
             &phase_duration,
             &works,

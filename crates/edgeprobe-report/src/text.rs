@@ -246,7 +246,10 @@ impl Renderer for TextRenderer {
                 paint(c, "1", "UpstreamProtocol  port  works  why")
             );
             for v in &report.verdict.protocols {
-                let works = if v.works {
+                let refused = v.auth == edgeprobe_core::AuthState::Rejected;
+                let works = if v.works && refused {
+                    paint(c, "33", "path ")
+                } else if v.works {
                     paint(c, "32", "yes  ")
                 } else if v.tested {
                     paint(c, "31", "no   ")
@@ -259,12 +262,14 @@ impl Renderer for TextRenderer {
                     if v.via_proxy {
                         w.push_str(" through the proxy");
                     }
-                    if v.auth == edgeprobe_core::AuthState::Rejected {
-                        w.push_str(", but the credentials were refused");
+                    if refused {
+                        w.push_str(", but the service refused the device's credentials");
                     } else if v.auth == edgeprobe_core::AuthState::Ok {
                         w.push_str(", device authenticated");
                     }
                     w
+                } else if !v.tested {
+                    v.why.clone()
                 } else {
                     format!("{}: {}", v.reason, v.reason.describe())
                 };
@@ -278,6 +283,11 @@ impl Renderer for TextRenderer {
             let rec = &report.verdict.recommendation;
             out.push('\n');
             let head = match (rec.upstream_protocol, rec.change_needed) {
+                _ if rec.credentials_refused => paint(
+                    c,
+                    "31;1",
+                    "Recommendation: fix the device's credentials, not the protocol",
+                ),
                 (Some(p), false) => paint(
                     c,
                     "32;1",
@@ -288,7 +298,8 @@ impl Renderer for TextRenderer {
                     "33;1",
                     &format!("Recommendation: switch to UpstreamProtocol {p}"),
                 ),
-                (None, _) => paint(c, "31;1", "Recommendation: no UpstreamProtocol works"),
+                (None, true) => paint(c, "31;1", "Recommendation: no UpstreamProtocol works"),
+                (None, false) => paint(c, "1", "Recommendation: none"),
             };
             let _ = writeln!(out, "{head} — {}", rec.why);
             if let Some(setting) = &rec.setting {
@@ -306,6 +317,22 @@ impl Renderer for TextRenderer {
             s.skip,
             fmt_ms(report.duration.as_secs_f64() * 1000.0)
         );
+        // The verdict last, where a person (or a log tail) looks; the exit code says the same.
+        let r = &report.readiness;
+        let head = if r.ready {
+            paint(c, "32;1", "READY")
+        } else {
+            paint(c, "31;1", "NOT READY")
+        };
+        let message = r
+            .message
+            .strip_prefix("ready: ")
+            .or_else(|| r.message.strip_prefix("not ready: "))
+            .unwrap_or(&r.message);
+        let _ = writeln!(out, "{head}: {message}");
+        if let Some(fix) = &r.fix {
+            let _ = writeln!(out, "  {} {fix}", paint(c, "36", "fix:"));
+        }
         out
     }
 }

@@ -11,7 +11,7 @@ use edgeprobe_core::runner::CheckResult;
 use edgeprobe_core::{
     AuthState, Endpoint, Outcome, Phase, PhaseName, PhaseStatus, Protocol, Reason, Status, Vantage,
 };
-use edgeprobe_iotedge::verdict::{judge, UpstreamProtocol};
+use edgeprobe_iotedge::verdict::{judge, readiness, ReadinessPolicy, UpstreamProtocol};
 use edgeprobe_report::json::{JsonRenderer, JsonReport};
 use edgeprobe_report::text::TextRenderer;
 use edgeprobe_report::{Renderer, RunContext, RunReport};
@@ -78,7 +78,7 @@ fn report() -> RunReport {
     );
 
     let mut mqtt = Outcome::new(Status::Fail, Reason::TcpTimeout, "no answer from 20.1.2.3 on port 8883 within 15.0 s: a firewall is dropping port 8883")
-        .with_fix("allow outbound TCP 8883 to myhub.azure-devices.net in the firewall — or use UpstreamProtocol MqttWs over 443");
+        .with_fix("allow outbound TCP 8883 to myhub.azure-devices.net in the firewall — or use UpstreamProtocol Amqp, which works here");
     mqtt.phases = vec![
         dns.clone(),
         phase(PhaseName::Tcp, PhaseStatus::Fail, 3, 15000, &[]),
@@ -161,7 +161,14 @@ fn report() -> RunReport {
         result(Protocol::AmqpWs, amqp_ws),
         result(Protocol::Https, https),
     ];
-    let verdict = judge(&results, Endpoint::Iothub, Some(UpstreamProtocol::Mqtt));
+    let verdict = judge(
+        &results,
+        Endpoint::Iothub,
+        Some(UpstreamProtocol::Mqtt),
+        |_| true,
+    );
+    // As a run with `--only iothub-*` judges it: each named check that fails blocks.
+    let readiness = readiness(&results, &verdict, ONLY);
     RunReport {
         started_at: UNIX_EPOCH + Duration::from_secs(1_795_000_000),
         duration: Duration::from_millis(15_012),
@@ -174,8 +181,15 @@ fn report() -> RunReport {
         },
         results,
         verdict,
+        readiness,
     }
 }
+
+/// The golden run's policy: its checks were named with `--only`.
+const ONLY: ReadinessPolicy = ReadinessPolicy {
+    warnings_as_errors: false,
+    only: true,
+};
 
 fn golden(name: &str, actual: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -234,9 +248,9 @@ fn json_report_round_trips_and_carries_the_verdict() {
         Some("Amqp")
     );
     assert!(parsed.recommendation.change_needed);
-    assert!(parsed.upstream_protocols["AmqpWs"].works);
+    assert!(parsed.upstream_protocols["AmqpWs"].works());
     assert_eq!(parsed.upstream_protocols["AmqpWs"].auth, "rejected");
-    assert!(!parsed.upstream_protocols["MqttWs"].works);
+    assert!(!parsed.upstream_protocols["MqttWs"].works());
     assert_eq!(parsed.summary.fail, 2);
     assert_eq!(parsed.checks[0].phases[1].duration_ms, 15000.0);
 }
@@ -328,7 +342,7 @@ mod junit {
 
     #[test]
     fn junit_counts_and_attributes_parse_back() {
-        let xml = JunitRenderer::default().render(&rich_report());
+        let xml = JunitRenderer.render(&rich_report());
         let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
         let suite = suite(&doc);
         assert_eq!(suite.attribute("name"), Some("edgeprobe"));
@@ -397,10 +411,13 @@ mod junit {
 
     #[test]
     fn warnings_count_as_failures_only_when_asked() {
-        let xml = JunitRenderer {
+        let mut report = report();
+        let policy = ReadinessPolicy {
             warnings_as_errors: true,
-        }
-        .render(&report());
+            ..ONLY
+        };
+        report.readiness = readiness(&report.results, &report.verdict, policy);
+        let xml = JunitRenderer.render(&report);
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let suite = suite(&doc);
         assert_eq!(suite.attribute("failures"), Some("3"));
@@ -412,7 +429,7 @@ mod junit {
 
     #[test]
     fn xml_hostile_message_stays_well_formed_and_round_trips() {
-        let xml = JunitRenderer::default().render(&rich_report());
+        let xml = JunitRenderer.render(&rich_report());
         assert!(!xml.contains('\u{0}') && !xml.contains('\u{7}') && !xml.contains('\u{1b}'));
         let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
         let failure = child(case(suite(&doc), "iothub-mqtt [host]"), "failure").unwrap();
@@ -505,11 +522,43 @@ mod prometheus {
             ("endpoint", "iothub"),
             ("id", "iothub-mqtt"),
             ("protocol", "mqtt"),
-            ("reason", "tcp_timeout"),
             ("vantage", "host"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        assert_eq!(labels, expected);
+        assert_eq!(
+            labels, expected,
+            "no reason label: it would churn the series"
+        );
+        let reason = |id, r| {
+            value(
+                &e,
+                "edgeprobe_check_failure_reason",
+                &[("id", id), host, ("reason", r)],
+            )
+        };
+        assert_eq!(reason("iothub-mqtt", "tcp_timeout"), Some(1.0));
+        assert_eq!(reason("iothub-amqp-ws", "auth_rejected"), Some(1.0));
+        assert_eq!(
+            samples(&e, "edgeprobe_check_failure_reason").len(),
+            3,
+            "only checks that warned or failed"
+        );
+        assert_eq!(value(&e, "edgeprobe_ready", &[]), Some(0.0));
+        let info = samples(&e, "edgeprobe_info");
+        assert_eq!(info.len(), 1);
+        for label in [
+            ("iothub", "myhub.azure-devices.net"),
+            ("edge_device", "dev-1"),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ] {
+            assert!(
+                info[0]
+                    .0
+                    .contains(&(label.0.to_owned(), label.1.to_owned())),
+                "{label:?}: {:?}",
+                info[0].0
+            );
+        }
         assert_eq!(success("iothub-mqtt"), Some(0.0));
         assert_eq!(success("iothub-amqp"), Some(1.0));
         assert_eq!(
@@ -530,10 +579,10 @@ mod prometheus {
             Some(1.0)
         );
 
-        // One-hot status, skipped checks included.
+        // One-hot status over pass, warn and fail; the skipped check is omitted.
         let status = samples(&e, "edgeprobe_check_status");
-        assert_eq!(status.len(), 7 * 4);
-        assert_eq!(status.iter().map(|(_, v)| v).sum::<f64>(), 7.0);
+        assert_eq!(status.len(), 6 * 3);
+        assert_eq!(status.iter().map(|(_, v)| v).sum::<f64>(), 6.0);
         let st = |id, s| {
             value(
                 &e,
@@ -543,7 +592,7 @@ mod prometheus {
         };
         assert_eq!(st("iothub-amqp-ws", "warn"), Some(1.0));
         assert_eq!(st("iothub-amqp-ws", "pass"), Some(0.0));
-        assert_eq!(st("dps-https", "skip"), Some(1.0));
+        assert_eq!(st("dps-https", "skip"), None);
 
         let phase = |id, p| {
             value(
@@ -679,11 +728,32 @@ mod html {
         let report = rich_report();
         let html = HtmlRenderer.render(&report);
         assert!(html.starts_with("<!DOCTYPE html>"));
-        assert_eq!(
-            html.matches("<section class=\"check\" ").count(),
-            report.results.len()
+        // A section per check that ran; the skipped one is a line in the overview.
+        let ran: Vec<_> = report
+            .results
+            .iter()
+            .filter(|r| r.outcome.status != Status::Skip)
+            .collect();
+        assert_eq!(html.matches("<section class=\"check\" ").count(), ran.len());
+        assert!(
+            html.contains("1 skipped</span>"),
+            "skipped checks collapse into one line"
         );
-        for r in &report.results {
+        assert!(html.contains(">dps-https</code>"));
+        // Worst first: the failures come before the warning, the warning before the passes.
+        let at = |id: &str| {
+            html.find(&format!("<section class=\"check\" data-id=\"{id}\""))
+                .unwrap_or_else(|| panic!("no section for {id}"))
+        };
+        assert!(at("iothub-mqtt") < at("iothub-amqp-ws"));
+        assert!(at("iothub-amqp-ws") < at("iothub-amqp"));
+        // The verdict the exit code states.
+        assert!(html.contains("verdict-line bad"));
+        assert!(
+            html.contains(&report.readiness.message.replace('"', "&quot;"))
+                || html.contains("not ready: ")
+        );
+        for r in ran {
             assert!(
                 html.contains(&format!(
                     "<section class=\"check\" data-id=\"{}\" data-status=\"{}\" data-vantage=\"{}\"",
@@ -815,10 +885,15 @@ mod browser {
             &dir.join("chromium-profile-dom"),
         );
         let dom = std::fs::read_to_string(&dom_file).unwrap();
+        let ran = report
+            .results
+            .iter()
+            .filter(|r| r.outcome.status != Status::Skip)
+            .count();
         assert_eq!(
             dom.matches("<section class=\"check\" ").count(),
-            report.results.len(),
-            "{dom}"
+            ran,
+            "one section per check that ran: {dom}"
         );
         for r in &report.results {
             assert!(

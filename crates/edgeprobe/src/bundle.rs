@@ -1,4 +1,4 @@
-//! `edgeprobe bundle -o FILE`: everything a support engineer asks for, in one .tar.gz —
+//! `edgeprobe bundle [--output-file FILE]`: everything a support engineer asks for, in one .tar.gz —
 //! the reports, the TLS chains each endpoint presented, the redacted IoT Edge configuration,
 //! resolver, address and route facts, the Docker network and daemon settings, the services'
 //! proxies, time sync, OS and tool versions — with a manifest saying how each file was
@@ -8,6 +8,7 @@
 //! they are read, and every file is scrubbed for every secret the run knew before it is
 //! written.
 
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
@@ -117,11 +118,16 @@ fn read(path: &Path) -> Result<String, String> {
 
 pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
     let check = &args.check;
-    let Some(target) = check.output_file.clone() else {
-        return Err(AppError::Usage(
-            "bundle needs -o FILE (or -o - for stdout)".into(),
-        ));
-    };
+    let target = check
+        .output_file
+        .clone()
+        .unwrap_or_else(|| default_name(&host_name(), std::time::SystemTime::now()));
+    // A bundle is evidence: it never replaces a file, and the user learns before the run.
+    if target != "-" && Path::new(&target).symlink_metadata().is_ok() {
+        return Err(AppError::Usage(format!(
+            "--output-file {target}: the file exists; a bundle never replaces one (move it, or name another file)"
+        )));
+    }
     let (report, facts) = check_with_facts(check, RunContext::default()).await?;
     let root = &check.system_root;
     let soon = || Instant::now() + Duration::from_secs(3);
@@ -312,8 +318,87 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
 
     let bytes = archive(&entries, &manifest)
         .map_err(|e| AppError::Internal(format!("cannot build the bundle: {e}")))?;
-    write_atomically(&target, &bytes)?;
-    Ok(exit_code(&report, check.warnings_as_errors))
+    let size = bytes.len();
+    if target == "-" {
+        write_atomically("-", &bytes)?;
+    } else {
+        write_new(&target, &bytes)?;
+    }
+    // Where it went and what it says: on stderr when the bundle itself is on stdout.
+    if !check.quiet {
+        let line = format!(
+            "wrote {target} ({} files, {} KiB): {}\n",
+            entries.len() + 1,
+            size.div_ceil(1024),
+            report.readiness.message
+        );
+        let _ = if target == "-" {
+            std::io::stderr().write_all(line.as_bytes())
+        } else {
+            std::io::stdout().write_all(line.as_bytes())
+        };
+    }
+    Ok(exit_code(&report))
+}
+
+/// `edgeprobe-bundle-<host>-<UTC time>.tar.gz`, in the working directory.
+fn default_name(host: &str, now: std::time::SystemTime) -> String {
+    let stamp = time::OffsetDateTime::from(now)
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_else(|_| "unknown-time".into());
+    format!("edgeprobe-bundle-{host}-{stamp}.tar.gz")
+}
+
+/// This machine's host name, kept to characters safe in a file name.
+fn host_name() -> String {
+    let raw = std::fs::File::open("/proc/sys/kernel/hostname")
+        .and_then(|f| {
+            let mut s = String::new();
+            std::io::Read::take(f, 256).read_to_string(&mut s)?;
+            Ok(s)
+        })
+        .unwrap_or_default();
+    let safe: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(64)
+        .collect();
+    if safe.is_empty() || safe.starts_with('.') {
+        "device".into()
+    } else {
+        safe
+    }
+}
+
+/// Writes a new file at `path` and never replaces one: the bytes go to an exclusively
+/// created temporary file beside it, which is then linked to `path` (a link fails if the
+/// name exists, even one created meanwhile) and unlinked.
+fn write_new(path: &str, bytes: &[u8]) -> Result<(), AppError> {
+    let target = Path::new(path);
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let fail =
+        |e: std::io::Error| AppError::Usage(format!("--output-file {path}: cannot write: {e}"));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".edgeprobe-bundle.")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(fail)?;
+    match std::fs::hard_link(tmp.path(), target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(AppError::Usage(format!(
+            "--output-file {path}: the file exists; a bundle never replaces one (move it, or name another file)"
+        ))),
+        Err(e) => Err(fail(e)),
+    }
 }
 
 fn archive(entries: &[Entry], manifest: &str) -> std::io::Result<Vec<u8>> {

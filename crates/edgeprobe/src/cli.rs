@@ -31,11 +31,21 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff) of edgeprobe or of one subcommand, or write them all to a directory.
+    Man(ManArgs),
     /// Serve the simulated IoT Hub until stdin closes (for tests and the network lab).
     #[command(hide = true)]
     ServeFixture(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (default: the top-level page).
+    #[arg(value_name = "SUBCOMMAND", conflicts_with = "out_dir")]
+    pub subcommand: Option<String>,
+    /// Write every page (edgeprobe.1, edgeprobe-check.1, ...) to DIR instead.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -195,12 +205,21 @@ pub struct CheckArgs {
     /// The Docker network the modules use (default: moby_runtime.network, else azure-iot-edge).
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,
-    /// Report format.
-    #[arg(long, value_enum, default_value = "text")]
+    /// Report format (`-o json`, as in `iotedge check`).
+    #[arg(
+        long,
+        short = 'o',
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
     pub output: Output,
     /// Write the report (for `bundle`: the bundle) to FILE, atomically; `-` for stdout.
-    #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub output_file: Option<String>,
+    /// Print the checks that would run, with their resolved hosts and ports, and exit.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Show every phase with its duration and details.
     #[arg(long, short)]
     pub verbose: bool,
@@ -224,7 +243,9 @@ pub struct CheckArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct BundleArgs {
-    /// The check to run; `-o FILE` says where the bundle (.tar.gz) goes (`-` for stdout).
+    /// The check to run; `--output-file FILE` says where the bundle (.tar.gz) goes (`-` for
+    /// stdout; default `edgeprobe-bundle-<host>-<UTC time>.tar.gz` here). An existing file is
+    /// never overwritten.
     #[command(flatten)]
     pub check: CheckArgs,
 }
@@ -239,7 +260,13 @@ pub struct ListArgs {
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Report format.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        short = 'o',
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
     pub output: Output,
     /// Show every phase with its duration and details.
     #[arg(long, short)]

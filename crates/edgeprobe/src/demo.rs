@@ -72,6 +72,6 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
         .recommendation
         .upstream_protocol
         .is_some_and(|p| p.as_str() == "Amqp")
-        && exit_code(&report, false) == 1;
+        && exit_code(&report) == 1;
     Ok(if expected { 0 } else { 1 })
 }

@@ -195,9 +195,8 @@ pub async fn checks(
             Ok(None) => {
                 return vec![(
                     summary_def,
-                    Outcome::new(
-                        Status::Pass,
-                        Reason::Ok,
+                    Outcome::skip(
+                        Reason::NotConfigured,
                         format!("not a gateway: no {container} container runs here, so no inbound port is needed"),
                     ),
                 )]
@@ -219,9 +218,8 @@ pub async fn checks(
     if inbound.is_empty() {
         return vec![(
             summary_def,
-            Outcome::new(
-                Status::Pass,
-                Reason::Ok,
+            Outcome::skip(
+                Reason::NotConfigured,
                 format!("not a gateway: {container} publishes none of 8883, 5671, 443, so no inbound port is needed"),
             ),
         )];

@@ -56,17 +56,9 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line naming the culprit, as for every other usage error.
-            let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            let _ = writeln!(
-                std::io::stderr(),
-                "edgeprobe: error: {first} (see edgeprobe --help)"
-            );
+            // clap's own message, whole: its "did you mean", the valid values and the
+            // missing arguments are what the user needs. Exit 2, as for every usage error.
+            let _ = e.print();
             return ExitCode::from(2);
         }
     };

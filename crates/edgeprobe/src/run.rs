@@ -29,7 +29,7 @@ use edgeprobe_report::text::TextRenderer;
 use edgeprobe_report::{Renderer, RunContext, RunReport};
 use tokio::time::Instant;
 
-use crate::cli::{CheckArgs, Cli, Command, ListArgs, Output};
+use crate::cli::{CheckArgs, Cli, Command, ListArgs, ManArgs, Output};
 use crate::{demo, gateway_view, vantage, AppError};
 
 /// Id of the derived check that judges the configured UpstreamProtocol.
@@ -108,6 +108,12 @@ impl Derived {
 pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
     match cli.command {
         Command::Check(args) => {
+            check_output_file(args.output_file.as_deref())?;
+            if args.dry_run {
+                let text = dry_run(&args)?;
+                write_atomically("-", text.as_bytes())?;
+                return Ok(0);
+            }
             let report = check(&args, RunContext::default()).await?;
             match args.output_file.as_deref() {
                 Some(path) if path != "-" => {
@@ -117,7 +123,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
                 _ if args.quiet => {}
                 _ => emit(&report, &args)?,
             }
-            Ok(exit_code(&report, args.warnings_as_errors))
+            Ok(exit_code(&report))
         }
         Command::List(args) => list(&args),
         Command::Demo(args) => demo::run(&args).await,
@@ -129,17 +135,152 @@ pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
             write_atomically("-", &out)?;
             Ok(0)
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            let mut out = Vec::new();
-            clap_mangen::Man::new(cmd)
-                .render(&mut out)
-                .map_err(|e| AppError::Internal(format!("cannot render the man page: {e}")))?;
-            write_atomically("-", &out)?;
-            Ok(0)
-        }
+        Command::Man(args) => man(&args),
         Command::ServeFixture(args) => crate::serve::run(&args).await,
     }
+}
+
+/// `edgeprobe man`: the top-level page, one subcommand's page (`edgeprobe-check(1)`, the
+/// pages the top-level one refers to), or every page written to a directory.
+fn man(args: &ManArgs) -> Result<u8, AppError> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build();
+    if let Some(dir) = &args.out_dir {
+        clap_mangen::generate_to(cmd, dir)
+            .map_err(|e| usage(format!("--out-dir {}: {e}", dir.display())))?;
+        return Ok(0);
+    }
+    let page = match &args.subcommand {
+        None => cmd,
+        Some(name) => {
+            let sub = cmd
+                .get_subcommands()
+                .find(|c| c.get_name() == name && !c.is_hide_set())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = cmd
+                        .get_subcommands()
+                        .filter(|c| !c.is_hide_set())
+                        .map(|c| c.get_name())
+                        .collect();
+                    usage(format!(
+                        "man: no subcommand {name:?} (one of {})",
+                        names.join(", ")
+                    ))
+                })?;
+            // The page's name, as the top-level page refers to it: edgeprobe-check(1).
+            let title = format!("edgeprobe-{}", sub.get_name());
+            sub.clone().name(title)
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut out)
+        .map_err(|e| AppError::Internal(format!("cannot render the man page: {e}")))?;
+    write_atomically("-", &out)?;
+    Ok(0)
+}
+
+/// `--output-file json` is almost always `iotedge check -o json` muscle memory: refuse it
+/// rather than write the report into a file named like a format.
+fn check_output_file(path: Option<&str>) -> Result<(), AppError> {
+    let Some(path) = path else { return Ok(()) };
+    let formats = <Output as clap::ValueEnum>::value_variants();
+    if formats.iter().any(|f| {
+        clap::ValueEnum::to_possible_value(f)
+            .is_some_and(|v| v.get_name().eq_ignore_ascii_case(path))
+    }) {
+        return Err(usage(format!(
+            "--output-file {path}: that is a format name; use -o {path} for the format (or --output-file ./{path} for a file of that name)"
+        )));
+    }
+    Ok(())
+}
+
+/// `check --dry-run`: the checks that would run, with their resolved hosts and ports, and why
+/// the others would not. No probe is sent.
+fn dry_run(args: &CheckArgs) -> Result<String, AppError> {
+    let mut notes = Vec::new();
+    let catalog = load_catalog(args.checks_dir.as_deref())?;
+    let cfg = load_config(args, &mut notes)?;
+    let mut inputs = gather(args, cfg.as_ref())?;
+    provisioning_state(args, cfg.as_ref(), &mut inputs, &mut notes)?;
+    something_to_check(args, cfg.as_ref(), &inputs)?;
+    let mut planned = plan(&catalog, args, &inputs.vars)?;
+    let registries =
+        crate::registries::registries(&args.registry, cfg.as_ref(), &inputs.vars, &mut notes)?;
+    planned.extend(crate::registries::plan(&registries, |id| {
+        selected(args, id)
+    }));
+    let width = planned.iter().map(|p| p.def.id.len()).max().unwrap_or(10);
+    let mut out = String::new();
+    if let Some(c) = &cfg {
+        notes.insert(0, format!("the device configuration is {}", c.source));
+    }
+    for note in &notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    for p in &planned {
+        let line = match &p.plan {
+            Plan::Run(t) => {
+                let port = t.port.map(|p| format!(":{p}")).unwrap_or_default();
+                let proxy = match &inputs.proxy {
+                    Some(proxy) if p.def.protocol.proxiable() => {
+                        format!(" via {}", proxy.redacted())
+                    }
+                    _ => String::new(),
+                };
+                format!("run   {:<width$}  {}{port}{proxy}", p.def.id, t.host)
+            }
+            Plan::Skip(o) => format!("skip  {:<width$}  {}", p.def.id, o.message),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if inputs.dps.is_some() && !inputs.vars.contains_key("iothub_hostname") {
+        out.push_str("then  the iothub-* checks, against the hub DPS's status lookup names\n");
+    }
+    for d in DERIVED.iter().filter(|d| selected(args, d.id)) {
+        out.push_str(&format!(
+            "then  {:<width$}  derived from {}\n",
+            d.id, d.from
+        ));
+    }
+    Ok(out)
+}
+
+/// No configuration and no flag naming anything to check is a usage error, not a green run.
+fn something_to_check(
+    args: &CheckArgs,
+    cfg: Option<&EdgeConfig>,
+    inputs: &Inputs,
+) -> Result<(), AppError> {
+    let named = [
+        "iothub_hostname",
+        "dps_endpoint",
+        "parent_hostname",
+        "gateway_hostname",
+    ]
+    .iter()
+    .any(|v| inputs.vars.contains_key(*v));
+    if cfg.is_some()
+        || named
+        || !args.registry.is_empty()
+        || args.checks_dir.is_some()
+        || !args.only.is_empty()
+    {
+        return Ok(());
+    }
+    let looked = if args.no_config {
+        "--no-config was given".to_owned()
+    } else {
+        format!(
+            "no IoT Edge configuration at {} (--config FILE names another)",
+            config::DEFAULT_PATHS.join(" or ")
+        )
+    };
+    Err(usage(format!(
+        "nothing to check: {looked}, and no flag names a device (--connection-string, --iothub-hostname with --device-id, --id-scope, --gateway-hostname or --registry)"
+    )))
 }
 
 /// Renders the report in a format; colour only when asked.
@@ -151,10 +292,7 @@ pub fn render(report: &RunReport, args: &CheckArgs, color: bool) -> String {
             verbose: args.verbose,
         }
         .render(report),
-        Output::Junit => JunitRenderer {
-            warnings_as_errors: args.warnings_as_errors,
-        }
-        .render(report),
+        Output::Junit => JunitRenderer.render(report),
         Output::Prometheus => PrometheusRenderer.render(report),
         Output::Html => HtmlRenderer.render(report),
     }
@@ -206,13 +344,9 @@ pub fn emit(report: &RunReport, args: &CheckArgs) -> Result<(), AppError> {
     }
 }
 
-/// 0 the device can run; 1 a required check failed (or warned, with --warnings-as-errors).
-pub fn exit_code(report: &RunReport, warnings_as_errors: bool) -> u8 {
-    let failed = report.results.iter().any(|r| {
-        (r.def.required && r.outcome.status == Status::Fail)
-            || (warnings_as_errors && matches!(r.outcome.status, Status::Warn | Status::Fail))
-    });
-    u8::from(failed)
+/// 0 the device can run, 1 it cannot: the report's readiness, which every renderer states.
+pub fn exit_code(report: &RunReport) -> u8 {
+    u8::from(!report.readiness.ready)
 }
 
 fn load_catalog(dir: Option<&std::path::Path>) -> Result<Catalog, AppError> {
@@ -781,6 +915,7 @@ pub async fn check_with_facts(
     let cfg = load_config(args, &mut context.notes)?;
     let mut inputs = gather(args, cfg.as_ref())?;
     let state_hub = provisioning_state(args, cfg.as_ref(), &mut inputs, &mut context.notes)?;
+    something_to_check(args, cfg.as_ref(), &inputs)?;
     if let Some(c) = &cfg {
         context
             .notes
@@ -993,7 +1128,22 @@ pub async fn check_with_facts(
     } else {
         Endpoint::Iothub
     };
-    let verdict = verdict::judge(&results, upstream, inputs.configured);
+    let protocol_selected = |up: UpstreamProtocol| {
+        catalog
+            .checks()
+            .iter()
+            .any(|c| c.endpoint == upstream && c.protocol == up.protocol() && selected(args, &c.id))
+    };
+    let verdict = verdict::judge(&results, upstream, inputs.configured, protocol_selected);
+    if !UpstreamProtocol::ALL.into_iter().any(protocol_selected) {
+        context.notes.push(
+            "the selection leaves no upstream protocol check: no UpstreamProtocol was judged"
+                .into(),
+        );
+    }
+    for r in &mut results {
+        verdict::align_fix(r, &verdict, upstream);
+    }
     let offsets: Vec<f64> = results
         .iter()
         .filter_map(|r| r.outcome.clock_offset_secs)
@@ -1062,6 +1212,14 @@ pub async fn check_with_facts(
             }
         }
     }
+    let readiness = verdict::readiness(
+        &results,
+        &verdict,
+        verdict::ReadinessPolicy {
+            warnings_as_errors: args.warnings_as_errors,
+            only: !args.only.is_empty(),
+        },
+    );
     let vantage_label = match &side {
         Some(side) => format!("host+{}", side.vantage()),
         None => Vantage::Host.to_string(),
@@ -1108,6 +1266,7 @@ pub async fn check_with_facts(
             context,
             results,
             verdict,
+            readiness,
         },
         facts,
     ))
