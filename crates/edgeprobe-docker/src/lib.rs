@@ -262,6 +262,28 @@ impl Engine {
         run::ensure_probe_image(self, binary, version, deadline).await
     }
 
+    /// Tags `image` as `repo:tag` (the module image people deploy is the probe image under
+    /// a name of their choosing).
+    pub async fn tag_image(
+        &self,
+        image: &str,
+        repo: &str,
+        tag: &str,
+        deadline: Instant,
+    ) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::TagImageOptionsBuilder::new()
+            .repo(repo)
+            .tag(tag)
+            .build();
+        match tokio::time::timeout_at(deadline, self.docker().tag_image(image, Some(options)))
+            .await
+        {
+            Err(_) => Err(DockerError::Timeout("tagging the image")),
+            Ok(Err(e)) => Err(DockerError::Api(error::one_line(&e.to_string()))),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
     /// Runs `spec.image` (entrypoint [`PROBE_ENTRYPOINT`]) on `spec.network` and returns what
     /// it printed, its exit code and the resolver configuration it saw. The container is
     /// removed afterwards in every case (see [`Engine::cleanup`]).

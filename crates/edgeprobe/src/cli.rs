@@ -26,6 +26,11 @@ pub enum Command {
     List(ListArgs),
     /// Run `check` against a built-in simulated IoT Hub on loopback, with a path blocked.
     Demo(DemoArgs),
+    /// Keep checking (as an IoT Edge module or a service): runs the checks every --interval
+    /// and on demand, and serves /metrics, /probe, /report.json, /history.json and /healthz.
+    Serve(Box<ModuleArgs>),
+    /// Build the module image from this binary (nothing is pulled) and tag it.
+    Image(ImageArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -36,6 +41,42 @@ pub enum Command {
     /// Serve the simulated IoT Hub until stdin closes (for tests and the network lab).
     #[command(hide = true)]
     ServeFixture(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModuleArgs {
+    /// The checks to run, as for `check`.
+    #[command(flatten)]
+    pub check: CheckArgs,
+    /// Where to serve (IoT Edge modules expose their metrics on port 9600).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9600")]
+    pub listen: std::net::SocketAddr,
+    /// Seconds between runs, jittered by up to ±10% so that a fleet does not probe in step.
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_interval)]
+    pub interval: f64,
+    /// Never run more often than this (seconds): /probe within it answers the last run, so a
+    /// scrape storm cannot hammer IoT Hub's connection throttles.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_interval)]
+    pub min_interval: f64,
+    /// Keep the history here (the module's mounted volume); without it, in memory only.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How many runs the history keeps.
+    #[arg(long, value_name = "N", default_value = "288", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub history: u32,
+    /// The module's name in metric labels (default: IOTEDGE_MODULEID, else edgeprobe).
+    #[arg(long, value_name = "NAME", env = "IOTEDGE_MODULEID")]
+    pub module_name: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ImageArgs {
+    /// The name to tag the image with.
+    #[arg(long, value_name = "REPO:TAG", default_value = concat!("edgeprobe:", env!("CARGO_PKG_VERSION")))]
+    pub tag: String,
+    /// The Docker engine to use (default: the DOCKER_HOST or the local socket).
+    #[arg(long, value_name = "URI")]
+    pub docker_uri: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -274,6 +315,17 @@ pub struct DemoArgs {
     /// Deadline for the run, in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_timeout)]
     pub timeout: f64,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.1..=86_400.0).contains(&v) {
+        return Err(format!("{v} is out of range (0.1 to 86400 seconds)"));
+    }
+    Ok(v)
 }
 
 fn parse_timeout(s: &str) -> Result<f64, String> {

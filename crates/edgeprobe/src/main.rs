@@ -10,6 +10,8 @@ mod cli;
 mod demo;
 /// The gateway view: edgeHub's inbound ports on this device.
 mod gateway_view;
+/// `edgeprobe serve`: the long-running module mode, its HTTP endpoints and its history.
+mod module;
 /// A progress indicator on a terminal.
 mod progress;
 /// Container registry checks (`registry-*`) and their data endpoints (`registry-data-*`).
@@ -44,6 +46,14 @@ impl AppError {
             AppError::Internal(_) => 3,
             AppError::Interrupted => 130,
         }
+    }
+}
+
+/// The one line an error prints (after `edgeprobe: error: `).
+pub fn error_line(e: &AppError) -> &str {
+    match e {
+        AppError::Usage(m) | AppError::Internal(m) => m.as_str(),
+        AppError::Interrupted => "interrupted",
     }
 }
 
@@ -82,11 +92,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let msg = match &e {
-                AppError::Usage(m) | AppError::Internal(m) => m.as_str(),
-                AppError::Interrupted => "interrupted",
-            };
-            let _ = writeln!(std::io::stderr(), "edgeprobe: error: {msg}");
+            let _ = writeln!(std::io::stderr(), "edgeprobe: error: {}", error_line(&e));
             ExitCode::from(e.code())
         }
     }

@@ -137,6 +137,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         }
         Command::Man(args) => man(&args),
         Command::ServeFixture(args) => crate::serve::run(&args).await,
+        Command::Serve(args) => crate::module::run(*args).await,
+        Command::Image(args) => crate::module::image(&args).await,
     }
 }
 
@@ -198,7 +200,7 @@ fn check_output_file(path: Option<&str>) -> Result<(), AppError> {
 
 /// `check --dry-run`: the checks that would run, with their resolved hosts and ports, and why
 /// the others would not. No probe is sent.
-fn dry_run(args: &CheckArgs) -> Result<String, AppError> {
+pub fn dry_run(args: &CheckArgs) -> Result<String, AppError> {
     let mut notes = Vec::new();
     let catalog = load_catalog(args.checks_dir.as_deref())?;
     let cfg = load_config(args, &mut notes)?;

@@ -1,0 +1,487 @@
+//! `edgeprobe serve`: the checks on an interval and on demand, for fleets. As an IoT Edge
+//! module it lives on the modules' own network and exposes Prometheus metrics on 9600, like
+//! edgeHub and edgeAgent, for metrics-collector or any Prometheus to scrape:
+//!
+//! - `/metrics`: the latest run (the families of `check -o prometheus`) and the history
+//!   (runs, failures per protocol and reason, when each protocol last worked, outages),
+//!   labelled with IoT Edge's `iothub`, `edge_device` and `module_name`;
+//! - `/probe?only=IDS`: blackbox_exporter style, a run now (or the cached one when the last is
+//!   younger than `--min-interval`) and its metrics;
+//! - `/report.json` (the `check -o json` report of the latest run), `/history.json`, `/healthz`.
+//!
+//! Runs never overlap and never come more often than the floor, whatever the scrapers do.
+//! SIGTERM (docker stop) lets a run in flight finish (it removes its own containers) within
+//! its deadline, then exits 0.
+
+/// The ring of past runs and the failure counters, kept in the state directory.
+mod history;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use edgeprobe_core::Vantage;
+use edgeprobe_report::json::JsonRenderer;
+use edgeprobe_report::prometheus::{self, Family};
+use edgeprobe_report::{Renderer, RunContext, RunReport};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use crate::cli::{ImageArgs, ModuleArgs, VantageChoice};
+use crate::AppError;
+use history::History;
+
+/// A run in hand.
+struct Latest {
+    at: Instant,
+    report: RunReport,
+}
+
+/// Everything the endpoints and the scheduler share.
+struct Module {
+    args: ModuleArgs,
+    /// The network this process runs on, when it runs in a container: its vantage.
+    network: Option<String>,
+    floor: Duration,
+    identity: Vec<(&'static str, String)>,
+    /// The latest full run, and the latest run per `/probe?only=` selection.
+    runs: Mutex<HashMap<String, Arc<Latest>>>,
+    history: Mutex<History>,
+    notes: Vec<String>,
+    /// Held while a run is in flight: runs never overlap.
+    running: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One line on stdout, the module's log (`docker logs`, `iotedge logs`).
+fn log(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "edgeprobe serve: {line}");
+    let _ = out.flush();
+}
+
+/// The network a containerised edgeprobe runs on: `--network`, else IoT Edge's default.
+fn container_network(args: &ModuleArgs) -> Option<String> {
+    let in_container = std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists()
+        || std::env::var_os("IOTEDGE_MODULEID").is_some();
+    in_container.then(|| {
+        args.check
+            .network
+            .clone()
+            .unwrap_or_else(|| edgeprobe_iotedge::config::DEFAULT_NETWORK.to_owned())
+    })
+}
+
+pub async fn run(mut args: ModuleArgs) -> Result<u8, AppError> {
+    // Bad inputs end here, before anything listens: the same validation as `check`.
+    crate::run::dry_run(&args.check)?;
+    let network = container_network(&args);
+    if network.is_some() {
+        // Inside a container the vantage is the container's: never start a second one.
+        args.check.vantage = VantageChoice::Host;
+    }
+    args.check.quiet = true;
+    args.interval = args.interval.max(args.min_interval);
+    let (history, note) = History::load(args.state_dir.as_deref(), args.history as usize);
+    let mut notes = Vec::new();
+    if let Some(n) = note {
+        log(&n);
+        notes.push(n);
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| AppError::Usage(format!("--listen {}: {e}", args.listen)))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| AppError::Internal(format!("--listen: {e}")))?;
+    let module_name = args
+        .module_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "edgeprobe".into());
+    let module = Arc::new(Module {
+        floor: Duration::from_secs_f64(args.min_interval),
+        identity: vec![("module_name", module_name)],
+        network,
+        runs: Mutex::new(HashMap::new()),
+        history: Mutex::new(history),
+        notes,
+        running: tokio::sync::Mutex::new(()),
+        args,
+    });
+    log(&format!(
+        "listening on {bound} (every {} s, at most every {} s{}{})",
+        module.args.interval,
+        module.args.min_interval,
+        module
+            .network
+            .as_ref()
+            .map(|n| format!(", from the container network {n}"))
+            .unwrap_or_default(),
+        module
+            .args
+            .state_dir
+            .as_ref()
+            .map(|d| format!(", history in {}", d.display()))
+            .unwrap_or_default(),
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(schedule(module.clone(), stop_rx));
+    let mut stop = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let module = module.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(module.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    log("stopping: waiting for a run in flight to finish");
+    let _ = stop_tx.send(true);
+    // A run in flight ends by its own deadline and removes its containers; wait for it.
+    let budget = Duration::from_secs_f64(module.args.check.timeout) + Duration::from_secs(5);
+    let _ = tokio::time::timeout(budget, module.running.lock()).await;
+    scheduler.abort();
+    log("stopped");
+    Ok(0)
+}
+
+/// SIGTERM (docker stop, systemd) or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Runs the full selection every interval (with jitter) until told to stop.
+async fn schedule(module: Arc<Module>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let seed = {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    let mut n: u64 = 0;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = module.run_now(Vec::new()).await {
+            log(&format!("run failed: {}", crate::error_line(&e)));
+        }
+        n += 1;
+        let wait = jittered(module.args.interval, seed.wrapping_add(n));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// `interval` ±10%, from a per-process random seed.
+fn jittered(interval: f64, seed: u64) -> Duration {
+    let r = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+    Duration::from_secs_f64(interval * (0.9 + 0.2 * r))
+}
+
+impl Module {
+    /// The latest run of a selection (`""` is the full one), when it is younger than the floor.
+    fn fresh(&self, key: &str) -> Option<Arc<Latest>> {
+        lock(&self.runs)
+            .get(key)
+            .filter(|l| l.at.elapsed() < self.floor)
+            .cloned()
+    }
+
+    /// Runs the checks now, or hands back the last run of the same selection when it is
+    /// younger than the floor. Runs never overlap: a burst of requests waits for one run.
+    async fn run_now(&self, only: Vec<String>) -> Result<Arc<Latest>, AppError> {
+        let key = only.join(",");
+        if let Some(l) = self.fresh(&key) {
+            return Ok(l);
+        }
+        let _running = self.running.lock().await;
+        if let Some(l) = self.fresh(&key) {
+            return Ok(l);
+        }
+        let mut args = self.args.check.clone();
+        if !only.is_empty() {
+            args.only = only;
+        }
+        let mut report = crate::run::check(&args, RunContext::default()).await?;
+        if let Some(network) = &self.network {
+            let vantage = Vantage::Container(network.clone());
+            for r in &mut report.results {
+                r.vantage = vantage.clone();
+            }
+            report.vantage = vantage.to_string();
+        }
+        if key.is_empty() {
+            let mut history = lock(&self.history);
+            if let Err(e) = history.push(&report) {
+                log(&format!("cannot save the history: {e}"));
+            }
+            log(&format!(
+                "{} in {} ms",
+                report.readiness.message,
+                report.duration.as_millis()
+            ));
+        }
+        let latest = Arc::new(Latest {
+            at: Instant::now(),
+            report,
+        });
+        lock(&self.runs).insert(key, latest.clone());
+        Ok(latest)
+    }
+
+    fn labels(&self, report: Option<&RunReport>) -> Vec<(&'static str, String)> {
+        let ctx = report.map(|r| &r.context);
+        let mut labels = vec![
+            (
+                "iothub",
+                ctx.and_then(|c| c.iothub_hostname.clone()).unwrap_or_default(),
+            ),
+            (
+                "edge_device",
+                ctx.and_then(|c| c.device_id.clone()).unwrap_or_default(),
+            ),
+        ];
+        labels.extend(self.identity.iter().cloned());
+        labels
+    }
+
+    /// `/metrics`: the latest run's families and the history's.
+    fn metrics(&self, latest: Option<&Latest>) -> String {
+        let report = latest.map(|l| &l.report);
+        let identity: Vec<(&str, &str)> =
+            self.identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut out = report.map(prometheus::header).unwrap_or_default();
+        if let Some(r) = report {
+            for family in prometheus::families(r, &identity) {
+                family.write(&mut out);
+            }
+        }
+        let labels = self.labels(report);
+        let with = |extra: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+            let mut l: Vec<(&'static str, String)> =
+                extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+            l.extend(labels.iter().cloned());
+            l
+        };
+        let add = |f: &mut Family, l: &[(&'static str, String)], v: f64| {
+            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.add(&l, v);
+        };
+        let history = lock(&self.history);
+        let mut runs = Family::counter(
+            "edgeprobe_runs_total",
+            "Runs since the history began (scheduled and /probe runs of the full selection).",
+        );
+        add(&mut runs, &with(&[]), history.runs_total as f64);
+        let mut failures = Family::counter(
+            "edgeprobe_check_failures_total",
+            "Checks that warned or failed, per endpoint, protocol, vantage and reason, since the history began.",
+        );
+        for (k, n) in &history.failures {
+            let l = with(&[
+                ("endpoint", &k.endpoint),
+                ("protocol", &k.protocol),
+                ("vantage", &k.vantage),
+                ("reason", &k.reason),
+            ]);
+            add(&mut failures, &l, *n as f64);
+        }
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let mut last_worked = Family::new(
+            "edgeprobe_upstream_protocol_last_success_timestamp_seconds",
+            "When the UpstreamProtocol value last worked, in Unix seconds; omitted when it never did in the history.",
+        );
+        let mut down = Family::new(
+            "edgeprobe_upstream_protocol_down_seconds",
+            "How long the UpstreamProtocol value has failed without a break (0 when it works now).",
+        );
+        let mut outages = Family::new(
+            "edgeprobe_upstream_protocol_outages",
+            "Times the UpstreamProtocol value went from working to failing within the history.",
+        );
+        for p in ["Amqp", "Mqtt", "AmqpWs", "MqttWs"] {
+            let h = history.protocol(p, now);
+            if h.runs == 0 {
+                continue;
+            }
+            let l = with(&[("protocol", p)]);
+            if let Some(t) = h.last_worked_unix {
+                add(&mut last_worked, &l, t);
+            }
+            add(&mut down, &l, h.down_for_secs.unwrap_or(0.0));
+            add(&mut outages, &l, h.outages as f64);
+        }
+        for f in [runs, failures, last_worked, down, outages] {
+            f.write(&mut out);
+        }
+        out
+    }
+
+    fn history_json(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let history = lock(&self.history);
+        let runs: Vec<&history::RunRecord> = history.runs().collect();
+        serde_json::to_string_pretty(&serde_json::json!({
+            "runs_total": history.runs_total,
+            "protocols": history.summary(now),
+            "runs": runs,
+            "notes": self.notes,
+        }))
+        .unwrap_or_default()
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The `only` of a `/probe` query: comma-separated ids or prefixes, repeatable.
+fn selection(query: Option<&str>) -> Vec<String> {
+    let mut only = Vec::new();
+    for pair in query.unwrap_or_default().split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned();
+        if k == "only" {
+            only.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
+    only
+}
+
+async fn handle(
+    module: Arc<Module>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "only GET\n".into(),
+        ));
+    }
+    let latest = || lock(&module.runs).get("").cloned();
+    Ok(match req.uri().path() {
+        "/metrics" => reply(StatusCode::OK, PROMETHEUS_TEXT, module.metrics(latest().as_deref())),
+        "/probe" => {
+            let only = selection(req.uri().query());
+            match module.run_now(only).await {
+                Ok(l) => {
+                    let identity: Vec<(&str, &str)> =
+                        module.identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    let mut out = prometheus::header(&l.report);
+                    for f in prometheus::families(&l.report, &identity) {
+                        f.write(&mut out);
+                    }
+                    reply(StatusCode::OK, PROMETHEUS_TEXT, out)
+                }
+                Err(AppError::Usage(m)) => reply(StatusCode::BAD_REQUEST, TEXT, format!("{m}\n")),
+                Err(e) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    TEXT,
+                    format!("{}\n", crate::error_line(&e)),
+                ),
+            }
+        }
+        "/report.json" => match latest() {
+            Some(l) => reply(StatusCode::OK, JSON, JsonRenderer.render(&l.report)),
+            None => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                "no run has finished yet\n".into(),
+            ),
+        },
+        "/history.json" => reply(StatusCode::OK, JSON, module.history_json()),
+        "/healthz" => reply(StatusCode::OK, TEXT, "ok\n".into()),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found: /metrics, /probe, /report.json, /history.json, /healthz\n".into(),
+        ),
+    })
+}
+
+/// `edgeprobe image`: the probe image built from this binary, tagged for deployment.
+pub async fn image(args: &ImageArgs) -> Result<u8, AppError> {
+    let (repo, tag) = match args.tag.rsplit_once(':') {
+        Some((r, t)) if !r.is_empty() && !t.is_empty() && !t.contains('/') => (r, t),
+        _ => (args.tag.as_str(), "latest"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let engine = edgeprobe_docker::Engine::connect(args.docker_uri.as_deref(), deadline)
+        .await
+        .map_err(|e| AppError::Usage(format!("--docker-uri: {e}")))?;
+    let binary = std::env::current_exe()
+        .map_err(|e| AppError::Internal(format!("cannot find this binary: {e}")))?;
+    let image = engine
+        .ensure_probe_image(&binary, env!("CARGO_PKG_VERSION"), deadline)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    engine
+        .tag_image(&image.reference, repo, tag, deadline)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let line = format!(
+        "{repo}:{tag} ({}, {}; entrypoint {}; run it as `{repo}:{tag} serve ...`)\n",
+        image.reference,
+        image.id,
+        edgeprobe_docker::PROBE_ENTRYPOINT
+    );
+    crate::run::write_atomically("-", line.as_bytes())?;
+    Ok(0)
+}
