@@ -4,7 +4,7 @@ set -euo pipefail
 need=()
 for cmd_pkg in "ip:iproute2" "iptables:iptables" "squid:squid" "tinyproxy:tinyproxy" "openssl:openssl" "unshare:util-linux" "chromium:chromium" \
     "dnsmasq:dnsmasq-base" "mosquitto:mosquitto" "mosquitto_passwd:mosquitto" "nginx:nginx-light" \
-    "rabbitmq-server:rabbitmq-server" "epmd:erlang-base" "docker-registry:docker-registry" "stunnel4:stunnel4"; do
+    "rabbitmq-server:rabbitmq-server" "epmd:erlang-base" "docker-registry:docker-registry" "stunnel4:stunnel4" "prometheus:prometheus"; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

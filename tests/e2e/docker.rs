@@ -10,15 +10,15 @@ use std::process::{Command, Stdio};
 use crate::support::{check, run, sh, FixtureProcess, IptablesRule, Netns, DEVICE, HUB, KEY};
 
 /// The fixture process in its namespace, with the addresses it printed.
-struct RemoteHub {
+pub struct RemoteHub {
     _process: FixtureProcess,
-    mqtt: String,
-    amqp: String,
-    https: String,
-    ca_pem: String,
+    pub mqtt: String,
+    pub amqp: String,
+    pub https: String,
+    pub ca_pem: String,
 }
 
-fn start_remote_hub(ns: &Netns, ip: &str, faults: &[&str]) -> RemoteHub {
+pub fn start_remote_hub(ns: &Netns, ip: &str, faults: &[&str]) -> RemoteHub {
     let device = format!("{DEVICE}:{KEY}");
     let mut args = vec!["--bind", ip, "--device", &device];
     for f in faults {
@@ -35,13 +35,13 @@ fn start_remote_hub(ns: &Netns, ip: &str, faults: &[&str]) -> RemoteHub {
 }
 
 /// A Docker network for one test, removed on drop.
-struct DockerNet {
-    name: String,
-    subnet: String,
+pub struct DockerNet {
+    pub name: String,
+    pub subnet: String,
 }
 
 impl DockerNet {
-    fn new(tag: &str) -> DockerNet {
+    pub fn new(tag: &str) -> DockerNet {
         let name = format!("edgeprobe-e2e-{tag}-{}", std::process::id());
         let _ = Command::new("docker")
             .args(["network", "rm", &name])
@@ -71,12 +71,12 @@ impl Drop for DockerNet {
 }
 
 /// A veth pair from the host into the hub's namespace, with routes both ways.
-struct Link {
+pub struct Link {
     host_if: String,
 }
 
 impl Link {
-    fn new(ns: &Netns, tag: char, host_ip: &str, ns_ip: &str) -> Link {
+    pub fn new(ns: &Netns, tag: char, host_ip: &str, ns_ip: &str) -> Link {
         let host_if = format!("ep{tag}{}", std::process::id() % 100_000);
         let _ = Command::new("ip").args(["link", "del", &host_if]).output();
         sh(&[

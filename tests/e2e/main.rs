@@ -17,6 +17,8 @@ mod dps;
 mod faults;
 /// The network lab: Debian's dnsmasq, mosquitto, nginx, squid, RabbitMQ and docker-registry behind a router namespace.
 mod lab;
+/// `edgeprobe serve`: metrics, history, the floor, SIGTERM, and a real Prometheus scraping it.
+mod module;
 /// JSON schema, golden text, and `list`/`demo`.
 mod output;
 /// The pre-flight contract: one verdict in the exit code and every format; `-o FORMAT`.

@@ -275,8 +275,7 @@ impl Engine {
             .repo(repo)
             .tag(tag)
             .build();
-        match tokio::time::timeout_at(deadline, self.docker().tag_image(image, Some(options)))
-            .await
+        match tokio::time::timeout_at(deadline, self.docker().tag_image(image, Some(options))).await
         {
             Err(_) => Err(DockerError::Timeout("tagging the image")),
             Ok(Err(e)) => Err(DockerError::Api(error::one_line(&e.to_string()))),

@@ -176,11 +176,7 @@ impl History {
             version: VERSION,
             runs: self.runs.iter().cloned().collect(),
             runs_total: self.runs_total,
-            failures: self
-                .failures
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
+            failures: self.failures.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         };
         let bytes = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -202,7 +198,10 @@ impl History {
     pub fn summary(&self, now: f64) -> serde_json::Value {
         let mut out = serde_json::Map::new();
         for p in ["Amqp", "Mqtt", "AmqpWs", "MqttWs"] {
-            out.insert(p.to_owned(), serde_json::to_value(self.protocol(p, now)).unwrap_or_default());
+            out.insert(
+                p.to_owned(),
+                serde_json::to_value(self.protocol(p, now)).unwrap_or_default(),
+            );
         }
         serde_json::Value::Object(out)
     }
@@ -275,7 +274,10 @@ fn read_state(path: &Path) -> Result<Option<StateFile>, String> {
     let state: StateFile =
         serde_json::from_slice(&bytes).map_err(|e| format!("not a history file ({e})"))?;
     if state.version != VERSION {
-        return Err(format!("history version {} is not {VERSION}", state.version));
+        return Err(format!(
+            "history version {} is not {VERSION}",
+            state.version
+        ));
     }
     Ok(Some(state))
 }
@@ -313,7 +315,12 @@ mod tests {
     fn outages_and_down_time_come_from_the_ring() {
         let (mut h, note) = History::load(None, 3);
         assert!(note.is_none());
-        for r in [run(0.0, true), run(10.0, false), run(20.0, true), run(30.0, false)] {
+        for r in [
+            run(0.0, true),
+            run(10.0, false),
+            run(20.0, true),
+            run(30.0, false),
+        ] {
             h.remember(r);
         }
         // The ring keeps three: 10 (down), 20 (up), 30 (down).

@@ -70,10 +70,14 @@ fn log(line: &str) {
 }
 
 /// The network a containerised edgeprobe runs on: `--network`, else IoT Edge's default.
+/// An IoT Edge module says so in its environment; any other container is one without the
+/// engine's socket (a host that is itself a container, with the socket, is a host here).
 fn container_network(args: &ModuleArgs) -> Option<String> {
-    let in_container = std::path::Path::new("/.dockerenv").exists()
-        || std::path::Path::new("/run/.containerenv").exists()
-        || std::env::var_os("IOTEDGE_MODULEID").is_some();
+    let exists = |p: &str| std::path::Path::new(p).exists();
+    let in_container = std::env::var_os("IOTEDGE_MODULEID").is_some()
+        || ((exists("/.dockerenv") || exists("/run/.containerenv"))
+            && !exists("/var/run/docker.sock")
+            && !exists("/run/docker.sock"));
     in_container.then(|| {
         args.check
             .network
@@ -82,7 +86,41 @@ fn container_network(args: &ModuleArgs) -> Option<String> {
     })
 }
 
+/// Inside IoT Edge a module is told its hub and device (`IOTEDGE_IOTHUBHOSTNAME`,
+/// `IOTEDGE_DEVICEID`); flags and a mounted configuration win. Without credentials of its
+/// own, the module proves the paths without presenting any (`--no-auth`): no key ever
+/// needs to be in a deployment manifest.
+fn module_defaults(args: &mut ModuleArgs, notes: &mut Vec<String>) {
+    let c = &mut args.check;
+    let named = c.iothub_hostname.is_some() || c.connection_string.is_some() || c.config.is_some();
+    if !named {
+        if let Ok(hub) = std::env::var("IOTEDGE_IOTHUBHOSTNAME") {
+            c.iothub_hostname = Some(hub);
+            if c.device_id.is_none() {
+                c.device_id = std::env::var("IOTEDGE_DEVICEID").ok();
+            }
+            notes.push(
+                "the hub and device come from IoT Edge (IOTEDGE_IOTHUBHOSTNAME, IOTEDGE_DEVICEID)"
+                    .into(),
+            );
+        }
+    }
+    let credentials = c.sas_key.is_some()
+        || c.connection_string.is_some()
+        || c.x509_cert.is_some()
+        || c.config.is_some();
+    if std::env::var_os("IOTEDGE_MODULEID").is_some() && !credentials && !c.no_auth {
+        c.no_auth = true;
+        notes.push(
+            "no credentials were given: the paths are proven without presenting any (--no-auth)"
+                .into(),
+        );
+    }
+}
+
 pub async fn run(mut args: ModuleArgs) -> Result<u8, AppError> {
+    let mut notes = Vec::new();
+    module_defaults(&mut args, &mut notes);
     // Bad inputs end here, before anything listens: the same validation as `check`.
     crate::run::dry_run(&args.check)?;
     let network = container_network(&args);
@@ -93,10 +131,9 @@ pub async fn run(mut args: ModuleArgs) -> Result<u8, AppError> {
     args.check.quiet = true;
     args.interval = args.interval.max(args.min_interval);
     let (history, note) = History::load(args.state_dir.as_deref(), args.history as usize);
-    let mut notes = Vec::new();
-    if let Some(n) = note {
-        log(&n);
-        notes.push(n);
+    notes.extend(note);
+    for n in &notes {
+        log(n);
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -268,7 +305,8 @@ impl Module {
         let mut labels = vec![
             (
                 "iothub",
-                ctx.and_then(|c| c.iothub_hostname.clone()).unwrap_or_default(),
+                ctx.and_then(|c| c.iothub_hostname.clone())
+                    .unwrap_or_default(),
             ),
             (
                 "edge_device",
@@ -282,8 +320,11 @@ impl Module {
     /// `/metrics`: the latest run's families and the history's.
     fn metrics(&self, latest: Option<&Latest>) -> String {
         let report = latest.map(|l| &l.report);
-        let identity: Vec<(&str, &str)> =
-            self.identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let identity: Vec<(&str, &str)> = self
+            .identity
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
         let mut out = report.map(prometheus::header).unwrap_or_default();
         if let Some(r) = report {
             for family in prometheus::families(r, &identity) {
@@ -417,13 +458,20 @@ async fn handle(
     }
     let latest = || lock(&module.runs).get("").cloned();
     Ok(match req.uri().path() {
-        "/metrics" => reply(StatusCode::OK, PROMETHEUS_TEXT, module.metrics(latest().as_deref())),
+        "/metrics" => reply(
+            StatusCode::OK,
+            PROMETHEUS_TEXT,
+            module.metrics(latest().as_deref()),
+        ),
         "/probe" => {
             let only = selection(req.uri().query());
             match module.run_now(only).await {
                 Ok(l) => {
-                    let identity: Vec<(&str, &str)> =
-                        module.identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    let identity: Vec<(&str, &str)> = module
+                        .identity
+                        .iter()
+                        .map(|(k, v)| (*k, v.as_str()))
+                        .collect();
                     let mut out = prometheus::header(&l.report);
                     for f in prometheus::families(&l.report, &identity) {
                         f.write(&mut out);
@@ -484,4 +532,76 @@ pub async fn image(args: &ImageArgs) -> Result<u8, AppError> {
     );
     crate::run::write_atomically("-", line.as_bytes())?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    const MODULE: &str = include_str!("../../../../deploy/edgeprobe.module.json");
+    const COLLECTOR: &str = include_str!("../../../../deploy/metrics-collector.module.json");
+
+    #[test]
+    fn the_deployment_snippet_runs_serve_with_a_state_volume_and_no_secret() {
+        let module: serde_json::Value = serde_json::from_str(MODULE).unwrap();
+        let create: serde_json::Value = serde_json::from_str(
+            module["edgeprobe"]["settings"]["createOptions"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let cmd: Vec<&str> = create["Cmd"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let cli = crate::cli::Cli::try_parse_from(std::iter::once("edgeprobe").chain(cmd))
+            .unwrap_or_else(|e| panic!("the snippet's Cmd does not parse: {e}"));
+        let crate::cli::Command::Serve(args) = cli.command else {
+            panic!("the snippet does not run serve");
+        };
+        let state = args.state_dir.expect("a state directory");
+        let binds = create["HostConfig"]["Binds"].as_array().unwrap();
+        assert!(binds.iter().any(|b| b
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}", state.display()))));
+        // The port is for the modules' network only: exposed, never published on the host.
+        assert!(create["ExposedPorts"]["9600/tcp"].is_object());
+        assert!(create["HostConfig"].get("PortBindings").is_none());
+        assert_eq!(args.listen.port(), 9600);
+        for secret in [
+            "SharedAccessKey",
+            "sas-key",
+            "EDGEPROBE_SAS_KEY",
+            "password",
+        ] {
+            assert!(!MODULE.contains(secret), "{secret} in the manifest");
+        }
+
+        let collector: serde_json::Value = serde_json::from_str(COLLECTOR).unwrap();
+        let csv = collector["AzureMonitorMetricsCollector"]["env"]["MetricsEndpointsCSV"]["value"]
+            .as_str()
+            .unwrap();
+        assert!(csv.split(',').any(|u| u == "http://edgeprobe:9600/metrics"));
+    }
+
+    #[test]
+    fn probe_selections_are_split_and_decoded() {
+        assert_eq!(
+            selection(Some("only=iothub-amqp,iothub-mqtt%2A&x=1&only=dps-https")),
+            vec!["iothub-amqp", "iothub-mqtt*", "dps-https"]
+        );
+        assert!(selection(None).is_empty());
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for seed in [0, 1, 42, u64::MAX, 0xDEAD_BEEF] {
+            let d = jittered(300.0, seed).as_secs_f64();
+            assert!((270.0..=330.0).contains(&d), "{d}");
+        }
+    }
 }
