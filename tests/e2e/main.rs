@@ -35,3 +35,5 @@ mod support;
 mod thirdparty;
 /// Downstream devices behind a gateway, nested devices under a parent.
 mod topology;
+/// A module's own identity through a stand-in IoT Edge workload API.
+mod workload;

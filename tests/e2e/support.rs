@@ -155,7 +155,7 @@ impl Hub {
         .await
     }
 
-    async fn start_with(faults: HubFaults, tweak: impl FnOnce(&mut HubOptions)) -> Hub {
+    pub async fn start_with(faults: HubFaults, tweak: impl FnOnce(&mut HubOptions)) -> Hub {
         let mut options = HubOptions::new(HUB);
         options.devices = vec![(DEVICE.into(), Secret::new(KEY))];
         options.faults = faults;

@@ -34,6 +34,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("nested.toml", include_str!("../../../checks/nested.toml")),
     ("gateway.toml", include_str!("../../../checks/gateway.toml")),
     ("dps.toml", include_str!("../../../checks/dps.toml")),
+    ("edgehub.toml", include_str!("../../../checks/edgehub.toml")),
 ];
 
 /// One runnable check declaration after family expansion.

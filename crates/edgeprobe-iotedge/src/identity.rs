@@ -87,35 +87,55 @@ pub enum Credentials {
     SasKey(Secret),
     /// A client certificate and key presented in TLS.
     X509 { cert: PathBuf, key: PathBuf },
+    /// A SAS token for this identity's resource, signed elsewhere: the IoT Edge workload API
+    /// signs a module's tokens, so its key never leaves the device's key service.
+    SignedToken(Secret),
     /// Configured, but unusable here; the reason says why (e.g. key file unreadable).
     Unavailable(String),
 }
 
-/// The device the probes act as.
+/// The device (or one of its modules) the probes act as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceIdentity {
     pub hub: String,
     pub device_id: String,
+    /// A module identity of the device (`edgeprobe serve` as an IoT Edge module).
+    pub module_id: Option<String>,
     pub credentials: Credentials,
 }
 
 impl DeviceIdentity {
-    /// MQTT username for IoT Hub (and edgeHub): `{hub}/{deviceId}/?api-version=...`.
+    /// `{deviceId}`, or `{deviceId}/{moduleId}`: the MQTT client id and what usernames carry.
+    pub fn client_id(&self) -> String {
+        match &self.module_id {
+            Some(m) => format!("{}/{m}", self.device_id),
+            None => self.device_id.clone(),
+        }
+    }
+
+    /// MQTT username for IoT Hub (and edgeHub): `{hub}/{clientId}/?api-version=...`.
     pub fn mqtt_username(&self) -> String {
         format!(
             "{}/{}/?api-version={IOTHUB_API_VERSION}",
-            self.hub, self.device_id
+            self.hub,
+            self.client_id()
         )
     }
 
-    /// The SAS resource of this device.
+    /// The SAS resource (and CBS audience) of this device or module.
     pub fn resource(&self) -> String {
-        sas::device_resource(&self.hub, &self.device_id)
+        match &self.module_id {
+            Some(m) => sas::module_resource(&self.hub, &self.device_id, m),
+            None => sas::device_resource(&self.hub, &self.device_id),
+        }
     }
 
     /// The AMQP telemetry link address; attaching proves authorization.
     pub fn events_address(&self) -> String {
-        format!("/devices/{}/messages/events", self.device_id)
+        match &self.module_id {
+            Some(m) => format!("/devices/{}/modules/{m}/messages/events", self.device_id),
+            None => format!("/devices/{}/messages/events", self.device_id),
+        }
     }
 
     /// A fresh SAS token when the identity has a key.
@@ -127,6 +147,7 @@ impl DeviceIdentity {
                 sas::unix_now() + sas::TOKEN_LIFETIME_SECS,
                 None,
             )),
+            Credentials::SignedToken(token) => Some(Ok(token.clone())),
             _ => None,
         }
     }
@@ -134,7 +155,7 @@ impl DeviceIdentity {
     /// Secrets this identity holds, for scrubbing text that came from elsewhere.
     pub fn secrets(&self) -> Vec<&Secret> {
         match &self.credentials {
-            Credentials::SasKey(k) => vec![k],
+            Credentials::SasKey(k) | Credentials::SignedToken(k) => vec![k],
             _ => Vec::new(),
         }
     }
@@ -182,9 +203,10 @@ mod tests {
 
     #[test]
     fn usernames_follow_iot_hub_conventions() {
-        let id = DeviceIdentity {
+        let mut id = DeviceIdentity {
             hub: "h.azure-devices.net".into(),
             device_id: "d1".into(),
+            module_id: None,
             credentials: Credentials::None,
         };
         assert_eq!(
@@ -192,6 +214,21 @@ mod tests {
             "h.azure-devices.net/d1/?api-version=2021-04-12"
         );
         assert_eq!(id.events_address(), "/devices/d1/messages/events");
+        // A module: its own client id, username, token resource and telemetry address.
+        id.module_id = Some("edgeprobe".into());
+        assert_eq!(id.client_id(), "d1/edgeprobe");
+        assert_eq!(
+            id.mqtt_username(),
+            "h.azure-devices.net/d1/edgeprobe/?api-version=2021-04-12"
+        );
+        assert_eq!(
+            id.resource(),
+            "h.azure-devices.net/devices/d1/modules/edgeprobe"
+        );
+        assert_eq!(
+            id.events_address(),
+            "/devices/d1/modules/edgeprobe/messages/events"
+        );
     }
 }
 

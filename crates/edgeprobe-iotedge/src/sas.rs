@@ -54,7 +54,29 @@ pub fn device_resource(hub: &str, device_id: &str) -> String {
     format!("{hub}/devices/{device_id}")
 }
 
-fn sign(key: &Secret, message: &str) -> Result<String, SasError> {
+/// The resource a module's token is for: `{hub}/devices/{deviceId}/modules/{moduleId}`.
+pub fn module_resource(hub: &str, device_id: &str, module_id: &str) -> String {
+    format!("{hub}/devices/{device_id}/modules/{module_id}")
+}
+
+/// What a SAS token's signature covers: `urlenc(resource) + "\n" + expiry`. The IoT Edge
+/// workload API signs exactly this for a module.
+pub fn string_to_sign(resource: &str, expiry: u64) -> String {
+    format!("{}\n{expiry}", url_encode(resource))
+}
+
+/// A token from a signature made elsewhere (base64 HMAC-SHA256 of [`string_to_sign`]).
+pub fn token_from_signature(resource: &str, signature_b64: &str, expiry: u64) -> Secret {
+    Secret::new(format!(
+        "SharedAccessSignature sr={}&sig={}&se={expiry}",
+        url_encode(resource),
+        url_encode(signature_b64)
+    ))
+}
+
+/// `b64(HMAC-SHA256(b64dec(key), message))`: what a SAS signature (and the IoT Edge workload
+/// API's `sign`) computes.
+pub fn sign(key: &Secret, message: &str) -> Result<String, SasError> {
     let raw = B64
         .decode(key.expose().trim())
         .map_err(|_| SasError::KeyNotBase64)?;
@@ -77,12 +99,10 @@ pub fn token(
     expiry: u64,
     key_name: Option<&str>,
 ) -> Result<Secret, SasError> {
-    let sr = url_encode(resource);
-    let sig = sign(key, &format!("{sr}\n{expiry}"))?;
-    let mut token = format!(
-        "SharedAccessSignature sr={sr}&sig={}&se={expiry}",
-        url_encode(&sig)
-    );
+    let sig = sign(key, &string_to_sign(resource, expiry))?;
+    let mut token = token_from_signature(resource, &sig, expiry)
+        .expose()
+        .to_owned();
     if let Some(name) = key_name {
         token.push_str("&skn=");
         token.push_str(&url_encode(name));

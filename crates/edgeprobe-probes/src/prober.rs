@@ -278,7 +278,9 @@ impl Job<'_> {
             return (identity, None);
         }
         let token = identity.and_then(|i| match &i.credentials {
-            Credentials::SasKey(_) => i.sas_token().map(|r| r.map_err(|e| e.to_string())),
+            Credentials::SasKey(_) | Credentials::SignedToken(_) => {
+                i.sas_token().map(|r| r.map_err(|e| e.to_string()))
+            }
             Credentials::Unavailable(why) => Some(Err(why.clone())),
             _ => None,
         });
@@ -321,7 +323,7 @@ impl Job<'_> {
         }
         let (identity, token) = self.credentials();
         let device = identity
-            .map(|i| i.device_id.clone())
+            .map(|i| i.client_id())
             .unwrap_or_else(|| ANONYMOUS_DEVICE.into());
         let username = identity.map(|i| i.mqtt_username()).unwrap_or_else(|| {
             format!(
@@ -447,7 +449,7 @@ impl Job<'_> {
         }
         let (identity, token) = self.credentials();
         let device = identity
-            .map(|i| i.device_id.clone())
+            .map(|i| i.client_id())
             .unwrap_or_else(|| ANONYMOUS_DEVICE.into());
         let (cbs, unusable) = match (identity, token) {
             (Some(i), Some(Ok(t))) => (

@@ -514,3 +514,32 @@ fn classify(e: &std::io::Error, host: &str, chain: &[CertInfo], peer_bytes: &[u8
         }
     }
 }
+
+/// Every certificate of PEM text that came from elsewhere than a file (the IoT Edge workload
+/// API's trust bundle); `source` names it in errors.
+pub fn pem_certs(
+    bytes: &[u8],
+    source: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsSetupError::BadPem {
+            path: source.to_owned(),
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::NoCertificates {
+            path: source.to_owned(),
+        });
+    }
+    if let Some(i) = certs
+        .iter()
+        .position(|c| x509_parser::parse_x509_certificate(c).is_err())
+    {
+        return Err(TlsSetupError::BadPem {
+            path: source.to_owned(),
+            message: format!("certificate {} is not valid X.509", i + 1),
+        });
+    }
+    Ok(certs)
+}

@@ -22,6 +22,8 @@ mod run;
 mod serve;
 /// The container vantage: the same checks from the IoT Edge Docker network.
 mod vantage;
+/// A module's own identity through the IoT Edge workload API.
+mod workload;
 
 use std::io::Write as _;
 use std::process::ExitCode;

@@ -30,6 +30,7 @@ use edgeprobe_report::{Renderer, RunContext, RunReport};
 use tokio::time::Instant;
 
 use crate::cli::{CheckArgs, Cli, Command, ListArgs, ManArgs, Output};
+use crate::workload::ModuleIdentity;
 use crate::{demo, gateway_view, vantage, AppError};
 
 /// Id of the derived check that judges the configured UpstreamProtocol.
@@ -204,7 +205,7 @@ pub fn dry_run(args: &CheckArgs) -> Result<String, AppError> {
     let mut notes = Vec::new();
     let catalog = load_catalog(args.checks_dir.as_deref())?;
     let cfg = load_config(args, &mut notes)?;
-    let mut inputs = gather(args, cfg.as_ref())?;
+    let mut inputs = gather(args, cfg.as_ref(), None)?;
     provisioning_state(args, cfg.as_ref(), &mut inputs, &mut notes)?;
     something_to_check(args, cfg.as_ref(), &inputs)?;
     let mut planned = plan(&catalog, args, &inputs.vars)?;
@@ -434,6 +435,7 @@ impl Inputs {
         self.identity = Some(DeviceIdentity {
             hub,
             device_id,
+            module_id: None,
             credentials,
         });
     }
@@ -468,11 +470,24 @@ fn load_config(args: &CheckArgs, notes: &mut Vec<String>) -> Result<Option<EdgeC
     }
 }
 
-fn gather(args: &CheckArgs, cfg: Option<&EdgeConfig>) -> Result<Inputs, AppError> {
+fn gather(
+    args: &CheckArgs,
+    cfg: Option<&EdgeConfig>,
+    module: Option<&ModuleIdentity>,
+) -> Result<Inputs, AppError> {
     let mut vars = Vars::new();
     let mut hub = args.iothub_hostname.clone();
     let mut device = args.device_id.clone();
     let mut credentials = None;
+    if let Some(m) = module {
+        // An IoT Edge module: its own identity, its token signed by the workload API.
+        hub = Some(m.hub.clone());
+        device = Some(m.device_id.clone());
+        credentials = Some(Credentials::SignedToken(m.token.clone()));
+        if let Some(gw) = &m.gateway {
+            vars.insert("edgehub_hostname".into(), gw.clone());
+        }
+    }
     let mut gateway = args.gateway_hostname.clone();
     let config_name = cfg.map(|c| c.source.clone()).unwrap_or_default();
 
@@ -513,6 +528,14 @@ fn gather(args: &CheckArgs, cfg: Option<&EdgeConfig>) -> Result<Inputs, AppError
                 .map_err(|e| usage(format!("{config_name}: trust_bundle_cert: {e}")))?,
         );
         bundle_name = path.display().to_string();
+    }
+    if let Some(m) = module {
+        // The Edge CA: edgeHub's (and a parent's) chains end there.
+        bundle.extend(
+            tls::pem_certs(m.trust_pem.as_bytes(), &format!("{}: trust bundle", m.uri))
+                .map_err(|e| usage(e.to_string()))?,
+        );
+        bundle_name = format!("{} (trust bundle)", m.uri);
     }
     let mut tls = TlsSettings::new(&bundle, &bundle_name, true)
         .map_err(|e| usage(format!("--trust-bundle: {e}")))?;
@@ -657,6 +680,7 @@ fn gather(args: &CheckArgs, cfg: Option<&EdgeConfig>) -> Result<Inputs, AppError
         (Some(h), Some(d)) => Some(DeviceIdentity {
             hub: h.clone(),
             device_id: d.clone(),
+            module_id: module.map(|m| m.module_id.clone()),
             credentials: credentials.unwrap_or(Credentials::None),
         }),
         _ => None,
@@ -831,6 +855,7 @@ fn hint(var: &str) -> &'static str {
         "dps_endpoint" | "id_scope" | "registration_id" => "the device is not provisioned by DPS",
         "parent_hostname" => "the device is not nested (no parent_hostname)",
         "gateway_hostname" => "no gateway to check (--gateway-hostname)",
+        "edgehub_hostname" => "not an IoT Edge module (no IOTEDGE_GATEWAYHOSTNAME)",
         _ => "a value it needs is unknown",
     }
 }
@@ -915,7 +940,14 @@ pub async fn check_with_facts(
     }
     let catalog = load_catalog(args.checks_dir.as_deref())?;
     let cfg = load_config(args, &mut context.notes)?;
-    let mut inputs = gather(args, cfg.as_ref())?;
+    let module = crate::workload::module_identity(args, deadline).await?;
+    if let Some(m) = &module {
+        context.notes.push(format!(
+            "authenticating as the module {}/{} with a token from the workload API at {}",
+            m.device_id, m.module_id, m.uri
+        ));
+    }
+    let mut inputs = gather(args, cfg.as_ref(), module.as_ref())?;
     let state_hub = provisioning_state(args, cfg.as_ref(), &mut inputs, &mut context.notes)?;
     something_to_check(args, cfg.as_ref(), &inputs)?;
     if let Some(c) = &cfg {
@@ -1227,7 +1259,9 @@ pub async fn check_with_facts(
         None => Vantage::Host.to_string(),
     };
     let mut secrets: Vec<Secret> = Vec::new();
-    if let Some(Credentials::SasKey(k)) = inputs.identity.as_ref().map(|i| &i.credentials) {
+    if let Some(Credentials::SasKey(k) | Credentials::SignedToken(k)) =
+        inputs.identity.as_ref().map(|i| &i.credentials)
+    {
         secrets.push(k.clone());
     }
     if let Some(k) = inputs.dps.as_ref().and_then(|d| d.key.clone()) {

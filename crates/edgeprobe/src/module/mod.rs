@@ -86,11 +86,16 @@ fn container_network(args: &ModuleArgs) -> Option<String> {
     })
 }
 
-/// Inside IoT Edge a module is told its hub and device (`IOTEDGE_IOTHUBHOSTNAME`,
-/// `IOTEDGE_DEVICEID`); flags and a mounted configuration win. Without credentials of its
-/// own, the module proves the paths without presenting any (`--no-auth`): no key ever
-/// needs to be in a deployment manifest.
+/// Inside IoT Edge a module authenticates as itself through the workload API (see
+/// `crate::workload`). Without it (a container started by hand with IoT Edge's variables),
+/// the hub and device come from `IOTEDGE_IOTHUBHOSTNAME` and `IOTEDGE_DEVICEID`, and with no
+/// credentials the paths are proven without presenting any (`--no-auth`). Flags and a
+/// mounted configuration win; no key ever needs to be in a deployment manifest.
 fn module_defaults(args: &mut ModuleArgs, notes: &mut Vec<String>) {
+    if std::env::var_os("IOTEDGE_WORKLOADURI").is_some() {
+        // The module's own identity, signed by the workload API (`crate::workload`).
+        return;
+    }
     let c = &mut args.check;
     let named = c.iothub_hostname.is_some() || c.connection_string.is_some() || c.config.is_some();
     if !named {
