@@ -579,6 +579,14 @@ impl Walk<'_> {
                 let location = answer.header("location").unwrap_or_default();
                 match Url::parse(location) {
                     Some(url) if url.https => {
+                        // Its check runs after this one: start resolving the name now
+                        // (unless a proxy will resolve it).
+                        let s = self.ctx.s;
+                        if s.proxy.is_none()
+                            || crate::proxy::no_proxy_matches(&s.no_proxy, &url.host)
+                        {
+                            s.dns.prefetch(&url.host, self.ctx.deadline);
+                        }
                         let data = url.authority();
                         more.push(("data_endpoint".into(), json!(data)));
                         let mut o = Outcome::new(
