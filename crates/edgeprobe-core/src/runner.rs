@@ -229,7 +229,7 @@ fn ran_out(mut outcome: Outcome, cut: Cut, run_budget: Duration) -> Outcome {
     outcome.reason = Reason::Deadline;
     outcome.message = match cut.step {
         Some(step) => format!(
-            "{run} ran out in the {step} step, which had waited only {} (steps: {}): the steps before it answered, so this says nothing about the network",
+            "{run} ran out in the {step} step, which had waited only {} of it (steps: {}): too short to blame the network, and the steps before it answered",
             secs(cut.waited),
             steps.join(", ")
         ),
