@@ -255,7 +255,15 @@ async fn a_group_enrollment_key_derives_the_device_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_registration_state_is_judged_as_provisioning_will_experience_it() {
     // (state, status, reason, exit code, words in the message, words in the fix)
-    let table: [(DpsStatus, &str, &str, i32, &[&str], &[&str]); 6] = [
+    type Row = (
+        DpsStatus,
+        &'static str,
+        &'static str,
+        i32,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let table: [Row; 6] = [
         (
             DpsStatus::Assigned,
             "pass",

@@ -196,11 +196,13 @@ pub fn cut_short(outcome: &Outcome, run_budget: Duration, at_deadline: bool) -> 
     if !at_deadline || outcome.status != Status::Fail || !timeout {
         return None;
     }
+    // The step that timed out: the failed phase that began last (a probe that makes several
+    // requests records the one that failed inside its own phase), else the last phase.
     let step = outcome
         .phases
         .iter()
-        .rev()
-        .find(|p| p.status == PhaseStatus::Fail)
+        .filter(|p| p.status == PhaseStatus::Fail)
+        .max_by_key(|p| p.started)
         .or(outcome.phases.last());
     match step {
         None => Some(Cut {
@@ -341,6 +343,11 @@ mod tests {
         }
     }
 
+    fn at(mut p: Phase, started_secs: f64) -> Phase {
+        p.started = Duration::from_secs_f64(started_secs);
+        p
+    }
+
     fn failed(reason: Reason, phases: Vec<Phase>) -> Outcome {
         let mut o = Outcome::new(Status::Fail, reason, "timed out");
         o.phases = phases;
@@ -353,7 +360,8 @@ mod tests {
         use PhaseStatus::{Fail, Ok as Done};
         let s = Duration::from_secs;
         // (reason, phases, run budget, at the deadline) → cut short in which step (None: the verdict stands)
-        let table: Vec<(Reason, Vec<Phase>, Duration, bool, Option<PhaseName>)> = vec![
+        type Row = (Reason, Vec<Phase>, Duration, bool, Option<PhaseName>);
+        let table: Vec<Row> = vec![
             // Blackholed port at --timeout 2: TCP waited the whole run.
             (
                 Reason::TcpTimeout,
@@ -447,6 +455,20 @@ mod tests {
                 s(10),
                 false,
                 None,
+            ),
+            // A registry pull whose fourth request's lookup began late: the walk's auth phase
+            // (7.5 s) holds the failed lookup (0.2 s), which began last.
+            (
+                Reason::DnsTimeout,
+                vec![
+                    phase(Dns, Done, 2.5),
+                    phase(Protocol, Done, 0.0),
+                    at(phase(Dns, Fail, 0.2), 9.8),
+                    at(phase(Auth, Fail, 7.5), 2.5),
+                ],
+                s(10),
+                true,
+                Some(Dns),
             ),
             // Not a timeout at all.
             (

@@ -435,9 +435,12 @@ fn family_json(r: &Result<Vec<IpAddr>, FamilyError>) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    /// The queries a fake resolver was asked, in order.
+    type Asked = Arc<Mutex<Vec<(String, Family)>>>;
+
     /// A resolver that counts its queries and answers only once the gate opens.
     struct Gated {
-        queries: Arc<Mutex<Vec<(String, Family)>>>,
+        queries: Asked,
         gate: Arc<tokio::sync::Semaphore>,
     }
 
@@ -456,11 +459,7 @@ mod tests {
         }
     }
 
-    fn gated() -> (
-        Dns,
-        Arc<Mutex<Vec<(String, Family)>>>,
-        Arc<tokio::sync::Semaphore>,
-    ) {
+    fn gated() -> (Dns, Asked, Arc<tokio::sync::Semaphore>) {
         let queries = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let dns = Dns {
@@ -493,7 +492,7 @@ mod tests {
         let (ra, rb) = tokio::join!(first, second);
         assert_eq!(ra.unwrap(), vec!["192.0.2.7:443".parse().unwrap()]);
         assert_eq!(rb.unwrap(), vec!["192.0.2.7:8443".parse().unwrap()]);
-        let asked = |q: &Arc<Mutex<Vec<(String, Family)>>>| q.lock().unwrap().clone();
+        let asked = |q: &Asked| q.lock().unwrap().clone();
         assert_eq!(
             asked(&queries),
             vec![
