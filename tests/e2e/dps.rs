@@ -3,7 +3,7 @@
 //! the hub checks against the hub DPS assigned.
 
 use edgeprobe_iotedge::secret::Secret;
-use fixtures::{DpsOptions, HubFaults, HubOptions, SimulatedHub};
+use fixtures::{DpsOptions, DpsStatus, HubFaults, HubOptions, SimulatedHub};
 
 use crate::support::{check, drop_arg, run, set_arg, Hub, DEVICE, HUB, KEY, WRONG_KEY};
 
@@ -23,12 +23,18 @@ async fn setup() -> Setup {
 
 /// A hub, and a DPS that assigns the device to `assigned_hub`.
 async fn setup_assigning(assigned_hub: &str) -> Setup {
+    setup_with(assigned_hub, DpsStatus::Assigned).await
+}
+
+/// A hub, and a DPS whose status lookup reports `status` (assigning to `assigned_hub`).
+async fn setup_with(assigned_hub: &str, status: DpsStatus) -> Setup {
     let hub = Hub::start(HubFaults::default()).await;
     let mut options = HubOptions::new(DPS);
     options.devices = vec![(DEVICE.into(), Secret::new(KEY))];
     options.dps = Some(DpsOptions {
         id_scope: SCOPE.into(),
         assigned_hub: assigned_hub.into(),
+        status,
     });
     let dps = SimulatedHub::start(options).await.unwrap();
     // One trust bundle holding both services' roots, as a real bundle would.
@@ -163,12 +169,13 @@ async fn a_group_enrollment_key_derives_the_device_key() {
     let derived =
         edgeprobe_iotedge::sas::derive_device_key(&Secret::new(GROUP_KEY), DEVICE).unwrap();
     let mut options = HubOptions::new(DPS);
-    options.devices = vec![(DEVICE.into(), derived)];
+    options.devices = vec![(DEVICE.into(), derived.clone())];
     options.dps = Some(DpsOptions {
         id_scope: SCOPE.into(),
         assigned_hub: HUB.into(),
+        status: DpsStatus::Assigned,
     });
-    let dps = SimulatedHub::start(options).await.unwrap();
+    let dps = SimulatedHub::start(options.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("ca.pem");
     std::fs::write(&bundle, &dps.ca_pem).unwrap();
@@ -195,7 +202,7 @@ async fn a_group_enrollment_key_derives_the_device_key() {
     .map(|s| s.to_string())
     .collect();
     args.extend(dps.connect_to_args());
-    let r = run(args).await;
+    let r = run(args.clone()).await;
     let rep = r.json();
     let c = check(&rep, "dps-https");
     assert_eq!(
@@ -208,6 +215,144 @@ async fn a_group_enrollment_key_derives_the_device_key() {
         !r.stdout().contains(GROUP_KEY),
         "the group key never reaches the output"
     );
+
+    // A disabled group enrollment: the fix names the group, not an individual enrollment.
+    options.dps.as_mut().unwrap().status = DpsStatus::Disabled;
+    let disabled = SimulatedHub::start(options).await.unwrap();
+    std::fs::write(&bundle, &disabled.ca_pem).unwrap();
+    let keep = args.len() - dps.connect_to_args().len();
+    args.truncate(keep);
+    args.extend(disabled.connect_to_args());
+    let r = run(args).await;
+    let rep = r.json();
+    let c = check(&rep, "dps-https");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "dps_disabled"),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message.contains("enrollment group of dev-1 is disabled"),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.fix
+            .as_deref()
+            .is_some_and(|f| f.contains("re-enable the enrollment group")),
+        "{:?}",
+        c.fix
+    );
+    assert_eq!(
+        r.code(),
+        1,
+        "DPS is required: a disabled enrollment fails the run"
+    );
+}
+
+// Regression: DPS answered 200 with "status": "disabled" and dps-https passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_registration_state_is_judged_as_provisioning_will_experience_it() {
+    // (state, status, reason, exit code, words in the message, words in the fix)
+    type Row = (
+        DpsStatus,
+        &'static str,
+        &'static str,
+        i32,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let table: [Row; 6] = [
+        (
+            DpsStatus::Assigned,
+            "pass",
+            "ok",
+            0,
+            &["assigned to testhub.azure-devices.net"],
+            &[],
+        ),
+        (
+            DpsStatus::Disabled,
+            "fail",
+            "dps_disabled",
+            1,
+            &[
+                "individual enrollment of dev-1 is disabled",
+                "will not provision or reprovision",
+            ],
+            &["re-enable the individual enrollment dev-1", SCOPE],
+        ),
+        (
+            DpsStatus::Failed {
+                code: 400209,
+                message: "Custom allocation failed with status code: 400".into(),
+            },
+            "fail",
+            "dps_failed",
+            1,
+            &["failed (error 400209: Custom allocation failed with status code: 400)"],
+            &["reprovision"],
+        ),
+        (
+            DpsStatus::Unassigned,
+            "warn",
+            "dps_not_assigned",
+            0,
+            &["unassigned"],
+            &["allocation policy"],
+        ),
+        (
+            DpsStatus::Assigning,
+            "warn",
+            "dps_not_assigned",
+            0,
+            &["still assigning"],
+            &["allocation"],
+        ),
+        (
+            DpsStatus::NotFound,
+            "fail",
+            "dps_not_found",
+            1,
+            &["no registration dev-1 in ID scope 0ne00TEST01", "404"],
+            &["registration id (dev-1)", "ID scope (0ne00TEST01)"],
+        ),
+    ];
+    for (state, status, reason, code, says, fix_says) in table {
+        let s = setup_with(HUB, state.clone()).await;
+        let mut args = s.args.clone();
+        args.extend(["--only".into(), "dps-https".into()]);
+        let r = run(args).await;
+        let rep = r.json();
+        let c = check(&rep, "dps-https");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            (status, reason),
+            "{state:?}: {}",
+            c.message
+        );
+        for w in says {
+            assert!(
+                c.message.contains(w),
+                "{state:?}: {:?} lacks {w:?}",
+                c.message
+            );
+        }
+        let fix = c.fix.clone().unwrap_or_default();
+        for w in fix_says {
+            assert!(fix.contains(w), "{state:?}: fix {fix:?} lacks {w:?}");
+        }
+        // DPS answered in every state: the HTTPS path to DPS is proven.
+        assert!(
+            c.phases
+                .iter()
+                .any(|p| p.name == "protocol" && p.status == "ok"),
+            "{state:?}: {:?}",
+            c.phases
+        );
+        assert_eq!(r.code(), code, "{state:?}: {}", r.stdout());
+    }
 }
 
 /// aziot-identityd's `device_info`, as it writes it after provisioning.

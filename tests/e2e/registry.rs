@@ -679,3 +679,300 @@ async fn a_blocked_data_endpoint_on_its_own_port_is_named_with_that_port() {
     let d = check(&rep, &format!("registry-data-data-lab-{}", closed.port()));
     assert_eq!(d.reason, "tcp_refused", "{}", d.message);
 }
+
+/// A resolver that answers every query, but only after [`SlowDns::DELAY`]: Debian's dnsmasq
+/// (the names `registry.lab` and `data.lab` → 127.0.0.1, every query logged) behind a UDP
+/// relay that holds each answer back. The run sees it through a private mount of
+/// /etc/resolv.conf (`unshare --mount`); dnsmasq and the relay are killed on drop.
+struct SlowDns {
+    dnsmasq: Child,
+    relay: tokio::task::JoinHandle<()>,
+    /// Every datagram the relay saw, decoded: (name, type, message id).
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, u16)>>>,
+    dir: tempfile::TempDir,
+}
+
+impl SlowDns {
+    /// Within glibc's 5 s per try: a slow resolver, not a broken one.
+    const DELAY: Duration = Duration::from_millis(2500);
+
+    async fn start() -> SlowDns {
+        assert!(
+            Path::new("/usr/sbin/dnsmasq").exists(),
+            "dnsmasq is missing: `make test-deps` installs Debian's dnsmasq-base package"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let upstream: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let dnsmasq = Command::new("/usr/sbin/dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--pid-file=",
+                "--user=root",
+                "--log-queries",
+                "--local=/lab/",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!(
+                "--log-facility={}",
+                dir.path().join("dnsmasq.log").display()
+            ))
+            .arg(format!("--address=/{REGISTRY}/127.0.0.1"))
+            .arg(format!("--address=/{DATA}/127.0.0.1"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .expect("dnsmasq starts");
+        // The relay listens on port 53 (resolv.conf names no port) of a loopback address of
+        // this process's own, and forwards each query to dnsmasq, each in a task of its own.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50;
+        let pid = std::process::id();
+        let listen: SocketAddr = format!("127.{}.{}.{}:53", 53 + n, (pid >> 8) % 256, pid % 256)
+            .parse()
+            .unwrap();
+        let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind(listen).await.unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let relay = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, client)) = socket.recv_from(&mut buf).await {
+                let query = buf[..n].to_vec();
+                // A client may send a query again before the answer comes (hickory does, at
+                // 1.2 × the round-trip time): the same message id, one lookup.
+                if let Ok(m) = hickory_resolver::proto::op::Message::from_vec(&query) {
+                    let mut log = log.lock().unwrap();
+                    for q in &m.queries {
+                        let name = q.name().to_string().trim_end_matches('.').to_lowercase();
+                        log.push((name, q.query_type().to_string(), m.metadata.id));
+                    }
+                }
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    let up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                    up.send_to(&query, upstream).await.unwrap();
+                    let mut answer = vec![0u8; 4096];
+                    let Ok(Ok(n)) =
+                        tokio::time::timeout(Duration::from_secs(5), up.recv(&mut answer)).await
+                    else {
+                        return;
+                    };
+                    // The fault under test: a resolver that takes its time to answer.
+                    tokio::time::sleep(Self::DELAY).await;
+                    let _ = socket.send_to(&answer[..n], client).await;
+                });
+            }
+        });
+        std::fs::write(
+            dir.path().join("resolv.conf"),
+            format!("nameserver {}\n", listen.ip()),
+        )
+        .unwrap();
+        let mut dns = SlowDns {
+            dnsmasq,
+            relay,
+            seen,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&upstream, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = dns.dnsmasq.try_wait() {
+                panic!("dnsmasq exited ({status}): {}", dns.log("stderr.log"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq did not listen on {upstream}"
+            );
+            // Readiness poll of a process we do not control.
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        dns
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// How often dnsmasq was asked `qtype` (A, AAAA) for `name`, resends included.
+    fn queries(&self, qtype: &str, name: &str) -> usize {
+        let needle = format!("query[{qtype}] {name} from ");
+        self.log("dnsmasq.log").matches(&needle).count()
+    }
+
+    /// The lookups of `qtype` for `name`: distinct message ids (a resend keeps its id).
+    fn lookups(&self, qtype: &str, name: &str) -> usize {
+        let seen = self.seen.lock().unwrap();
+        let ids: std::collections::BTreeSet<u16> = seen
+            .iter()
+            .filter(|(n, t, _)| n == name && t == qtype)
+            .map(|(_, _, id)| *id)
+            .collect();
+        ids.len()
+    }
+
+    /// Runs edgeprobe with this resolver as its /etc/resolv.conf.
+    async fn run(&self, args: Vec<String>) -> Run {
+        let resolv = self.dir.path().join("resolv.conf").display().to_string();
+        let prefix = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"",
+            resolv.as_str(),
+        ];
+        crate::support::run_prefixed(&prefix, args).await
+    }
+}
+
+impl Drop for SlowDns {
+    fn drop(&mut self) {
+        self.relay.abort();
+        let _ = self.dnsmasq.kill();
+        let _ = self.dnsmasq.wait();
+    }
+}
+
+// Regression: a resolver answering in 2.5 s turned a working registry into "no DNS answer for
+// the data endpoint … pulls will stall": the run asked the same names again and again (a TTL
+// of 0 is never cached), one lookup after another, until its deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_resolver_is_asked_each_name_once_and_the_registry_passes() {
+    let data_port = free_port();
+    let reg = Registry::start_on_named_ports(data_port);
+    reg.push(false).await;
+    let _data = reg.data_endpoint(data_port).await;
+    let dns = SlowDns::start().await;
+    let args = crate::support::registry_check_args(&reg.config(None), &reg.bundle, 10.0);
+    let r = dns.run(args).await;
+    let rep = r.json();
+    let registry_check = format!("registry-registry-lab-{}", reg.addr.port());
+    let data_check = format!("registry-data-data-lab-{data_port}");
+    for id in [&registry_check, &data_check] {
+        let c = check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("pass", "ok"),
+            "{id}: {}\ndnsmasq:\n{}",
+            c.message,
+            dns.log("dnsmasq.log")
+        );
+        // Resolved through the slow resolver, not an override.
+        let phase = c.phases.iter().find(|p| p.name == "dns").unwrap();
+        assert_eq!(phase.detail["a"], serde_json::json!(["127.0.0.1"]), "{id}");
+    }
+    let registry_dns = check(&rep, &registry_check)
+        .phases
+        .iter()
+        .find(|p| p.name == "dns")
+        .unwrap()
+        .duration_ms;
+    // The relay held the answer back (the lookup may have begun a moment before the check,
+    // as soon as the registry's name was known).
+    assert!(
+        registry_dns >= (SlowDns::DELAY / 2).as_millis() as f64,
+        "the relay held the answer back: {registry_dns} ms"
+    );
+    // Each name once per family, for the registry's four requests and the data check alike
+    // (the resolver library may resend a query it has no answer for yet: same id).
+    for name in [REGISTRY, DATA] {
+        for qtype in ["A", "AAAA"] {
+            assert_eq!(
+                dns.lookups(qtype, name),
+                1,
+                "{qtype} {name}: {:?}",
+                dns.seen.lock().unwrap()
+            );
+            assert!(
+                dns.queries(qtype, name) >= 1,
+                "dnsmasq answered {qtype} {name}"
+            );
+        }
+    }
+    assert_eq!(r.code(), 0, "{}", r.stdout());
+}
+
+// The same resolver with a run too short for it: the check the deadline cut short says the
+// run's time ran out (reason `deadline`, with --timeout as the fix), never that the
+// registry or its data endpoint is blocked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_resolver_and_a_short_run_say_deadline_not_blocked() {
+    let data_port = free_port();
+    let reg = Registry::start_on_named_ports(data_port);
+    reg.push(false).await;
+    let _data = reg.data_endpoint(data_port).await;
+    let dns = SlowDns::start().await;
+    let args = crate::support::registry_check_args(&reg.config(None), &reg.bundle, 3.0);
+    let r = dns.run(args).await;
+    let rep = r.json();
+    assert!(
+        r.elapsed < Duration::from_secs(3) + Duration::from_millis(500),
+        "took {:?}",
+        r.elapsed
+    );
+    let registry_checks: Vec<_> = rep
+        .checks
+        .iter()
+        .filter(|c| c.id.starts_with("registry-"))
+        .collect();
+    assert!(!registry_checks.is_empty());
+    let mut cut = 0;
+    for c in &registry_checks {
+        assert!(
+            !c.message.contains("stall") && !c.message.contains("unreachable"),
+            "{}: {}",
+            c.id,
+            c.message
+        );
+        match (c.status.as_str(), c.reason.as_str()) {
+            ("pass", "ok") => {}
+            ("warn", "deadline") => {
+                cut += 1;
+                assert!(
+                    c.message.contains("ran out in the "),
+                    "{}: {}",
+                    c.id,
+                    c.message
+                );
+                assert!(
+                    c.fix.as_deref().is_some_and(|f| f.contains("--timeout")),
+                    "{}: {:?}",
+                    c.id,
+                    c.fix
+                );
+            }
+            other => panic!("{}: {other:?}: {}", c.id, c.message),
+        }
+    }
+    // The data endpoint's name cannot resolve before 5 s: its check, if the registry got to
+    // the redirect, was cut short in DNS; otherwise the registry check itself was.
+    assert!(cut >= 1, "nothing was cut short: {registry_checks:?}");
+    if let Some(d) = rep
+        .checks
+        .iter()
+        .find(|c| c.id.starts_with("registry-data-"))
+    {
+        assert_eq!(d.reason, "deadline", "{}", d.message);
+        assert!(
+            d.message.contains("the run's time (3.0 s) ran out"),
+            "{}",
+            d.message
+        );
+    }
+    assert_eq!(
+        r.code(),
+        0,
+        "a run cut short is no verdict on the device: {}",
+        r.stdout()
+    );
+}

@@ -141,6 +141,11 @@ codes! {
         NotConfigured => "not_configured",
         ProxyMismatch => "proxy_mismatch",
         Ipv6Fallback => "ipv6_fallback",
+        Deadline => "deadline",
+        DpsDisabled => "dps_disabled",
+        DpsFailed => "dps_failed",
+        DpsNotAssigned => "dps_not_assigned",
+        DpsNotFound => "dps_not_found",
     }
 }
 
@@ -176,6 +181,13 @@ impl Reason {
             Reason::NotConfigured => "not configured",
             Reason::ProxyMismatch => "the runtime's components disagree about the proxy",
             Reason::Ipv6Fallback => "IPv6 addresses do not connect; IPv4 does",
+            Reason::Deadline => {
+                "the run's time ran out while the steps were still answering (not a network verdict)"
+            }
+            Reason::DpsDisabled => "DPS's enrollment for the device is disabled",
+            Reason::DpsFailed => "DPS failed to assign the device to a hub",
+            Reason::DpsNotAssigned => "DPS has not assigned the device to a hub",
+            Reason::DpsNotFound => "DPS knows no such registration in this ID scope",
         }
     }
 }

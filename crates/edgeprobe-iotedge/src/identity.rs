@@ -246,6 +246,8 @@ pub struct DpsIdentity {
     pub registration_id: String,
     /// The device's symmetric key (already derived, for a group enrollment).
     pub key: Option<Secret>,
+    /// Enrolled through an enrollment group (`--dps-group-key`), not individually.
+    pub group_enrollment: bool,
 }
 
 impl DpsIdentity {
@@ -291,6 +293,7 @@ mod dps_tests {
             id_scope: "0ne00ABCDEF".into(),
             registration_id: "dev-1".into(),
             key: Some(Secret::new("YWJjZA==")),
+            group_enrollment: false,
         };
         assert_eq!(
             d.mqtt_username(),

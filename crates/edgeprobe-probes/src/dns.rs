@@ -2,13 +2,23 @@
 //! (/etc/resolv.conf and /etc/hosts) through hickory-resolver, A and AAAA asked in
 //! parallel and each family reported on its own, because "IPv6 resolves but does not
 //! route" is a failure worth naming. `--resolve` and `--connect-to` override it, like curl.
+//!
+//! One [`Dns`] serves a whole run: each name is asked once per family, concurrent lookups
+//! of a name share that one query, and every check gets the shared answer, whatever TTL the
+//! server gave (a TTL of 0 is common and would otherwise cost a query per request). A check
+//! that resolves a name many times (a registry pull: `/v2/`, manifests, blob) or many checks
+//! of one host would otherwise pay a slow resolver each time and run out of the run's time.
+//! [`Dns::prefetch`] starts a lookup as soon as a name is known (a blob redirect's data
+//! endpoint), before the check that needs it runs.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edgeprobe_core::recorder::PhaseRecorder;
 use edgeprobe_core::{PhaseName, PhaseStatus, Reason};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
@@ -79,10 +89,50 @@ impl Overrides {
     }
 }
 
-/// Resolves names for probes.
+/// The address families asked apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// A records.
+    V4,
+    /// AAAA records.
+    V6,
+}
+
+/// One family's lookup, as the resolver answered it.
+type FamilyResult = Result<Vec<IpAddr>, FamilyError>;
+
+/// Asks the DNS servers: the seam between the coalescing layer and hickory (a fake in
+/// unit tests). Each call is one query of one family.
+trait Backend: Send + Sync {
+    fn query(&self, fqdn: String, family: Family) -> BoxFuture<'static, FamilyResult>;
+}
+
+/// hickory's resolver with the system configuration.
+struct Hickory(TokioResolver);
+
+impl Backend for Hickory {
+    fn query(&self, fqdn: String, family: Family) -> BoxFuture<'static, FamilyResult> {
+        let resolver = self.0.clone();
+        async move {
+            let r = match family {
+                Family::V4 => resolver.ipv4_lookup(fqdn.as_str()).await,
+                Family::V6 => resolver.ipv6_lookup(fqdn.as_str()).await,
+            };
+            family_ips(r.map_err(FamilyError::from))
+        }
+        .boxed()
+    }
+}
+
+/// A lookup in flight or answered, shared by everyone who asks for the same name and family.
+type SharedLookup = Shared<BoxFuture<'static, FamilyResult>>;
+
+/// Resolves names for probes; one per run, shared by every check (see the module docs).
 pub struct Dns {
-    resolver: Result<TokioResolver, String>,
+    backend: Result<Arc<dyn Backend>, String>,
     overrides: Overrides,
+    /// Lookups by (lowercase fully qualified name, family), for the whole run.
+    lookups: Mutex<HashMap<(String, Family), SharedLookup>>,
 }
 
 impl std::fmt::Debug for Dns {
@@ -97,15 +147,70 @@ impl Dns {
     /// Uses the system configuration. A broken resolv.conf is reported by each lookup,
     /// not here: overrides and IP literals still work without it.
     pub fn system(overrides: Overrides) -> Self {
-        let resolver = TokioResolver::builder_tokio()
+        let backend = TokioResolver::builder_tokio()
             .map_err(|e| format!("cannot read the system resolver configuration: {e}"))
             .and_then(|b| {
                 b.build()
                     .map_err(|e| format!("cannot start the resolver: {e}"))
-            });
+            })
+            .map(|r| Arc::new(Hickory(r)) as Arc<dyn Backend>);
         Dns {
-            resolver,
+            backend,
             overrides,
+            lookups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The shared lookup of `fqdn` in `family`: started on first use, as a task of its own
+    /// so that it runs to its answer (or `deadline`) even when the check that started it
+    /// stops waiting; everyone later gets the same answer.
+    fn shared(
+        &self,
+        backend: &Arc<dyn Backend>,
+        fqdn: &str,
+        family: Family,
+        deadline: Instant,
+    ) -> SharedLookup {
+        let mut lookups = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
+        lookups
+            .entry((fqdn.to_owned(), family))
+            .or_insert_with(|| {
+                let query = backend.query(fqdn.to_owned(), family);
+                let task = tokio::spawn(tokio::time::timeout_at(deadline, query));
+                async move {
+                    match task.await {
+                        Ok(Ok(answer)) => answer,
+                        Ok(Err(_elapsed)) => Err(FamilyError::Timeout),
+                        Err(e) => Err(FamilyError::Other(format!("the lookup task ended: {e}"))),
+                    }
+                }
+                .boxed()
+                .shared()
+            })
+            .clone()
+    }
+
+    /// Starts resolving `host` (both families) now, for a check that will need it later: a
+    /// name known before its check runs (a registry's data endpoint, from the blob redirect).
+    /// Nothing is recorded; the check's own lookup records the `dns` phase and gets this
+    /// answer. Overridden names and IP literals need no lookup.
+    pub fn prefetch(&self, host: &str, deadline: Instant) {
+        let key = host.trim_end_matches('.').to_ascii_lowercase();
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok();
+        let overridden = self.overrides.resolve.contains_key(&key)
+            || self.overrides.connect_to.keys().any(|(h, _)| *h == key);
+        if literal || overridden {
+            return;
+        }
+        if let Ok(backend) = &self.backend {
+            let fqdn = format!("{key}.");
+            for family in [Family::V4, Family::V6] {
+                drop(self.shared(backend, &fqdn, family, deadline));
+            }
         }
     }
 
@@ -157,16 +262,21 @@ impl Dns {
         }
 
         rec.start(PhaseName::Dns);
-        let resolver = match &self.resolver {
-            Ok(r) => r,
+        let backend = match &self.backend {
+            Ok(b) => b,
             Err(e) => {
                 rec.end(PhaseStatus::Fail, vec![("error".into(), json!(e))]);
                 return Err((Reason::DnsError, e.clone()));
             }
         };
         // A fully qualified query: no search-domain guesses for cloud names.
-        let fqdn = format!("{}.", host.trim_end_matches('.'));
-        let (v4, v6) = both_families(resolver, &fqdn, deadline).await;
+        let fqdn = format!("{key}.");
+        let (v4, v6) = both_families(
+            self.shared(backend, &fqdn, Family::V4, deadline),
+            self.shared(backend, &fqdn, Family::V6, deadline),
+            deadline,
+        )
+        .await;
 
         let detail = vec![
             ("a".into(), family_json(&v4)),
@@ -230,26 +340,18 @@ impl Dns {
 /// Resolution Delay): a resolver that drops AAAA queries must not cost the whole deadline.
 pub const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
 
-type FamilyResult = Result<Vec<IpAddr>, FamilyError>;
-
-/// Asks A and AAAA in parallel; once one family has addresses, the other gets
+/// Waits for the A and AAAA lookups; once one family has addresses, the other gets
 /// [`RESOLUTION_DELAY`] more, not the rest of the deadline.
 async fn both_families(
-    resolver: &TokioResolver,
-    fqdn: &str,
+    v4: SharedLookup,
+    v6: SharedLookup,
     deadline: Instant,
 ) -> (FamilyResult, FamilyResult) {
-    let settle = |r: Result<
-        Result<hickory_resolver::lookup::Lookup, NetError>,
-        tokio::time::error::Elapsed,
-    >| {
-        family(
-            r.map_err(|_| FamilyError::Timeout)
-                .and_then(|r| r.map_err(FamilyError::from)),
-        )
+    let settle = |r: Result<FamilyResult, tokio::time::error::Elapsed>| {
+        r.unwrap_or(Err(FamilyError::Timeout))
     };
-    let v4 = tokio::time::timeout_at(deadline, resolver.ipv4_lookup(fqdn));
-    let v6 = tokio::time::timeout_at(deadline, resolver.ipv6_lookup(fqdn));
+    let v4 = tokio::time::timeout_at(deadline, v4);
+    let v6 = tokio::time::timeout_at(deadline, v6);
     tokio::pin!(v4, v6);
     let (first_is_v4, first) = tokio::select! {
         r = &mut v4 => (true, settle(r)),
@@ -277,6 +379,7 @@ async fn both_families(
     }
 }
 
+#[derive(Clone, Debug)]
 enum FamilyError {
     NxDomain,
     NoRecords,
@@ -300,9 +403,7 @@ impl From<NetError> for FamilyError {
     }
 }
 
-fn family(
-    r: Result<hickory_resolver::lookup::Lookup, FamilyError>,
-) -> Result<Vec<IpAddr>, FamilyError> {
+fn family_ips(r: Result<hickory_resolver::lookup::Lookup, FamilyError>) -> FamilyResult {
     let lookup = r?;
     let ips: Vec<IpAddr> = lookup
         .answers()
@@ -333,6 +434,113 @@ fn family_json(r: &Result<Vec<IpAddr>, FamilyError>) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The queries a fake resolver was asked, in order.
+    type Asked = Arc<Mutex<Vec<(String, Family)>>>;
+
+    /// A resolver that counts its queries and answers only once the gate opens.
+    struct Gated {
+        queries: Asked,
+        gate: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Backend for Gated {
+        fn query(&self, fqdn: String, family: Family) -> BoxFuture<'static, FamilyResult> {
+            self.queries.lock().unwrap().push((fqdn.clone(), family));
+            let gate = self.gate.clone();
+            async move {
+                let _open = gate.acquire().await;
+                match family {
+                    Family::V4 => Ok(vec![IpAddr::from([192, 0, 2, 7])]),
+                    Family::V6 => Err(FamilyError::NoRecords),
+                }
+            }
+            .boxed()
+        }
+    }
+
+    fn gated() -> (Dns, Asked, Arc<tokio::sync::Semaphore>) {
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let dns = Dns {
+            backend: Ok(Arc::new(Gated {
+                queries: queries.clone(),
+                gate: gate.clone(),
+            })),
+            overrides: Overrides::default(),
+            lookups: Mutex::new(HashMap::new()),
+        };
+        (dns, queries, gate)
+    }
+
+    #[tokio::test]
+    async fn concurrent_lookups_of_one_name_share_one_query_per_family() {
+        let (dns, queries, gate) = gated();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (a, b) = (PhaseRecorder::new(), PhaseRecorder::new());
+        let first = dns.lookup("Registry.Example", 443, &a, deadline);
+        let second = dns.lookup("registry.example.", 8443, &b, deadline);
+        tokio::pin!(first, second);
+        // Both lookups are waiting on the resolver before it answers.
+        tokio::select! {
+            biased;
+            _ = &mut first => panic!("answered before the resolver did"),
+            _ = &mut second => panic!("answered before the resolver did"),
+            () = std::future::ready(()) => {}
+        }
+        gate.add_permits(1000);
+        let (ra, rb) = tokio::join!(first, second);
+        assert_eq!(ra.unwrap(), vec!["192.0.2.7:443".parse().unwrap()]);
+        assert_eq!(rb.unwrap(), vec!["192.0.2.7:8443".parse().unwrap()]);
+        let asked = |q: &Asked| q.lock().unwrap().clone();
+        assert_eq!(
+            asked(&queries),
+            vec![
+                ("registry.example.".to_owned(), Family::V4),
+                ("registry.example.".to_owned(), Family::V6)
+            ]
+        );
+        // Each check still records its own dns phase, with the shared answer.
+        for rec in [&a, &b] {
+            let phases = rec.finish();
+            assert_eq!(phases.len(), 1);
+            assert_eq!(phases[0].detail("a").unwrap(), &json!(["192.0.2.7"]));
+            assert_eq!(phases[0].detail("aaaa").unwrap(), &json!("no records"));
+        }
+        // Later lookups of the name get the answer the run already has; a new name is asked.
+        dns.lookup("registry.example", 443, &PhaseRecorder::new(), deadline)
+            .await
+            .unwrap();
+        assert_eq!(asked(&queries).len(), 2);
+        dns.lookup("data.example", 443, &PhaseRecorder::new(), deadline)
+            .await
+            .unwrap();
+        assert_eq!(asked(&queries).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_prefetched_name_is_asked_once_and_overridden_names_never() {
+        let (mut dns, queries, gate) = gated();
+        dns.overrides
+            .add_resolve("pinned.example:192.0.2.9")
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        dns.prefetch("data.example", deadline);
+        dns.prefetch("pinned.example", deadline);
+        dns.prefetch("192.0.2.1", deadline);
+        assert_eq!(
+            queries.lock().unwrap().len(),
+            2,
+            "A and AAAA of data.example"
+        );
+        gate.add_permits(1000);
+        let addrs = dns
+            .lookup("data.example", 443, &PhaseRecorder::new(), deadline)
+            .await
+            .unwrap();
+        assert_eq!(addrs, vec!["192.0.2.7:443".parse().unwrap()]);
+        assert_eq!(queries.lock().unwrap().len(), 2);
+    }
 
     #[test]
     fn overrides_parse_like_curl_and_name_the_bad_part() {

@@ -9,6 +9,8 @@
 pub mod amqp;
 /// Address lookup (hickory-resolver) and `--resolve`/`--connect-to` overrides.
 pub mod dns;
+/// DPS's rules: what the registration status lookup's answer means for provisioning.
+pub mod dps;
 /// HTTP requests over an established stream (hyper): IoT Hub's 401, generic services.
 pub mod https;
 /// MQTT 3.1.1 CONNECT/CONNACK with rumqttc's codec.

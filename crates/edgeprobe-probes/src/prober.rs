@@ -40,7 +40,8 @@ pub const ANONYMOUS_DEVICE: &str = "edgeprobe-probe";
 /// Everything the probes of one run share.
 #[derive(Debug)]
 pub struct ProbeSettings {
-    pub dns: Dns,
+    /// The run's one resolver: every prober of a run shares it, so each name is asked once.
+    pub dns: Arc<Dns>,
     pub tls: TlsSettings,
     /// The device identity used towards IoT Hub, a parent or a gateway.
     pub identity: Option<DeviceIdentity>,
@@ -625,7 +626,8 @@ impl Job<'_> {
     }
 
     /// DPS over HTTPS: the registration status lookup, which never re-registers the device.
-    /// A 200 carries the assigned hub; DPS's own 401 (error code 401002) proves the service.
+    /// Any answer of DPS's own proves the path; [`crate::dps::judge`] says what it means for
+    /// provisioning (a 200 carries the registration's state and the assigned hub).
     async fn dps_https(&self, io: BoxIo) -> Result<Outcome, Failure> {
         let Some(dps) = self.s.dps.as_ref() else {
             return Ok(Outcome::skip(
@@ -671,90 +673,41 @@ impl Job<'_> {
             .header("x-ms-error-code")
             .map(str::to_owned)
             .or_else(|| body.get("errorCode").map(|c| c.to_string()));
+        let who = answer.who();
+        let j = crate::dps::judge(
+            &crate::dps::Registration {
+                id_scope: &dps.id_scope,
+                registration_id: &dps.registration_id,
+                group: dps.group_enrollment,
+                presenting,
+            },
+            &crate::dps::Answer {
+                http_status: answer.status,
+                error_code: error_code.as_deref(),
+                body: &body,
+                who: &who,
+            },
+        );
         let detail = http_detail(&answer);
-        let mut o = match (answer.status, &error_code) {
-            (200, _) if body.get("registrationId").is_some() || body.get("status").is_some() => {
-                self.rec.end(PhaseStatus::Ok, detail);
-                let hub = body
-                    .get("assignedHub")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned);
-                let device = body
-                    .get("deviceId")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned);
-                let status = body
-                    .get("status")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("unknown");
-                self.rec.instant(
-                    PhaseName::Auth,
-                    PhaseStatus::Ok,
-                    vec![("registration_status".into(), json!(status))],
-                );
-                let mut o = Outcome::new(
-                    Status::Pass,
-                    Reason::Ok,
-                    match &hub {
-                        Some(h) => format!("DPS accepted the registration's key and reports it {status}, assigned to {h}"),
-                        None => format!("DPS accepted the registration's key and reports it {status}"),
-                    },
-                );
-                o.auth = Some(AuthState::Ok);
-                if let Some(h) = hub {
-                    o.learned.push(("iothub_hostname".into(), h));
-                }
-                if let Some(d) = device {
-                    o.learned.push(("device_id".into(), d));
-                }
-                o
-            }
-            (401, Some(code)) => {
-                self.rec.end(PhaseStatus::Ok, detail);
-                if presenting {
-                    self.rec.instant(
-                        PhaseName::Auth,
-                        PhaseStatus::Fail,
-                        vec![("error_code".into(), json!(code))],
-                    );
-                    let mut o = Outcome::new(
-                        Status::Fail,
-                        Reason::AuthRejected,
-                        format!("the HTTPS path to DPS works, but DPS refused the registration's key (error {code})"),
-                    );
-                    o.auth = Some(AuthState::Rejected);
-                    o.fix = Some("check the ID scope, the registration id and the symmetric key (for a group enrollment, the device key derived from the group key)".into());
-                    o
-                } else {
-                    let mut o = Outcome::new(
-                        Status::Pass,
-                        Reason::Ok,
-                        format!("DPS answered an unauthenticated lookup with 401 (error {code}): the HTTPS path works"),
-                    );
-                    o.auth = Some(AuthState::Untested);
-                    o
-                }
-            }
-            (404, Some(code)) => {
-                self.rec.end(PhaseStatus::Ok, detail);
-                let mut o = Outcome::new(
-                    Status::Pass,
-                    Reason::Ok,
-                    format!("DPS answered 404 (error {code}): the HTTPS path works, but DPS knows no registration {} in scope {}", dps.registration_id, dps.id_scope),
-                );
-                o.auth = Some(AuthState::Untested);
-                o
-            }
-            _ => {
-                self.rec.end(PhaseStatus::Fail, detail);
-                return Ok(Outcome::new(
-                    Status::Fail,
-                    Reason::WrongService,
-                    format!("expected DPS's JSON answer to the status lookup, got {}: a proxy, captive portal or another service answered", answer.who()),
-                )
-                .with_fix(fix_for(Reason::WrongService, Protocol::Https, self.host, self.port).unwrap_or_default()));
-            }
-        };
+        if !j.dps_answered {
+            self.rec.end(PhaseStatus::Fail, detail);
+            return Ok(Outcome::new(j.status, j.reason, j.message).with_fix(
+                fix_for(j.reason, Protocol::Https, self.host, self.port).unwrap_or_default(),
+            ));
+        }
+        self.rec.end(PhaseStatus::Ok, detail);
+        if let Some((status, detail)) = j.auth_phase {
+            self.rec.instant(PhaseName::Auth, status, detail);
+        }
+        let mut o = Outcome::new(j.status, j.reason, j.message);
+        o.auth = j.auth;
+        o.fix = j.fix;
+        if let Some(h) = j.hub {
+            o.learned.push(("iothub_hostname".into(), h));
+        }
+        if let Some(d) = j.device_id {
+            o.learned.push(("device_id".into(), d));
+        }
         o.clock_offset_secs = answer.clock_offset_secs();
         if let Some(why) = unusable {
             o.message

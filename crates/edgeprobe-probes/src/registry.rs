@@ -579,6 +579,14 @@ impl Walk<'_> {
                 let location = answer.header("location").unwrap_or_default();
                 match Url::parse(location) {
                     Some(url) if url.https => {
+                        // Its check runs after this one: start resolving the name now
+                        // (unless a proxy will resolve it).
+                        let s = self.ctx.s;
+                        if s.proxy.is_none()
+                            || crate::proxy::no_proxy_matches(&s.no_proxy, &url.host)
+                        {
+                            s.dns.prefetch(&url.host, self.ctx.deadline);
+                        }
                         let data = url.authority();
                         more.push(("data_endpoint".into(), json!(data)));
                         let mut o = Outcome::new(
@@ -800,6 +808,7 @@ impl Walk<'_> {
         headers: Vec<(String, String)>,
     ) -> Result<HttpAnswer, Failure> {
         let ctx = self.ctx;
+        let origin = tokio::time::Instant::now();
         let rec = PhaseRecorder::new();
         let shown_path = path.split('?').next().unwrap_or(path);
         let mut entry = serde_json::Map::new();
@@ -835,7 +844,35 @@ impl Walk<'_> {
             }
             Err(f) => Err(f),
         };
-        for p in rec.finish() {
+        let steps = rec.finish();
+        // A request that timed out: its failed step joins the check's phases, so the runner
+        // judges that step's wait (the deadline's, or the network's), not the whole pull's.
+        if let Err((reason, _)) = &result {
+            let timed_out = matches!(
+                reason,
+                Reason::DnsTimeout
+                    | Reason::TcpTimeout
+                    | Reason::TlsTimeout
+                    | Reason::ProtocolTimeout
+                    | Reason::ProxyUnreachable
+            );
+            if let Some(p) = steps
+                .iter()
+                .rev()
+                .find(|p| timed_out && p.status == PhaseStatus::Fail)
+            {
+                let mut detail = p.detail.clone();
+                detail.push(("request".into(), entry["request"].clone()));
+                ctx.rec.push(
+                    p.name,
+                    origin + p.started,
+                    p.duration,
+                    PhaseStatus::Fail,
+                    detail,
+                );
+            }
+        }
+        for p in steps {
             let name = if p.name == PhaseName::Protocol {
                 "http"
             } else {

@@ -115,6 +115,9 @@ pub struct ServeArgs {
     /// ...assigning devices to this hub.
     #[arg(long)]
     pub dps_assigned_hub: Option<String>,
+    /// What DPS's status lookup reports: assigned|disabled|failed[:CODE[:MESSAGE]]|unassigned|assigning|not-found.
+    #[arg(long, default_value = "assigned")]
+    pub dps_status: String,
 }
 
 /// Where checks run from.

@@ -4,7 +4,8 @@
 //! `registry-{slug}`, and the second stage: each data endpoint the registries redirected blob
 //! downloads to becomes a check `registry-data-{slug}`, run right after, under the same
 //! deadline. `/v2/` working while the data endpoint is blocked is the classic "pulls start,
-//! then stall"; the registry check's message says so.
+//! then stall"; the registry check's message says so. A data endpoint check the run's
+//! deadline cut short (reason `deadline`) says nothing about the endpoint, and never "stall".
 
 use std::sync::Arc;
 
@@ -294,6 +295,7 @@ pub async fn run(
                 .message
                 .push_str(&format!(" (the data endpoint of {by})"));
         }
+        let cut_short = d.outcome.reason == edgeprobe_core::Reason::Deadline;
         for r in results.iter_mut().filter(|r| {
             r.outcome
                 .learned
@@ -310,6 +312,11 @@ pub async fn run(
                         .unwrap_or_else(|| (endpoint.clone(), 443));
                     format!("allow outbound TCP {port} to {host} as well as to the registry")
                 });
+            } else if cut_short {
+                r.outcome.message.push_str(&format!(
+                    "; its data endpoint {endpoint} was not checked to the end: the run's time ran out (see {})",
+                    d.def.id
+                ));
             } else {
                 r.outcome
                     .message

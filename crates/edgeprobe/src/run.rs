@@ -667,6 +667,7 @@ fn gather(
                 id_scope: scope.clone(),
                 registration_id,
                 key,
+                group_enrollment: args.dps_group_key.is_some(),
             })
         }
         None => None,
@@ -978,13 +979,25 @@ pub async fn check_with_facts(
     let progress = crate::progress::Progress::start(done.clone(), total, deadline, !args.quiet);
     let opts = RunOptions {
         deadline,
+        budget: deadline.saturating_duration_since(start),
         progress: Some(done),
         concurrency: args.concurrency,
         vantage: Vantage::Host,
     };
+    // One resolver for the whole run: every prober below shares its answers.
+    let dns = Arc::new(Dns::system(inputs.overrides.clone()));
+    // The registries' names are known now, though on a DPS device their checks wait for
+    // DPS's lookup: start resolving them (unless a proxy will).
+    for p in &registry_plan {
+        let proxied = inputs.proxy.is_some()
+            && !edgeprobe_probes::proxy::no_proxy_matches(&inputs.no_proxy, &p.def.host);
+        if !proxied {
+            dns.prefetch(&p.def.host, deadline);
+        }
+    }
     let prober = |inputs: &Inputs| {
         Arc::new(Prober::new(ProbeSettings {
-            dns: Dns::system(inputs.overrides.clone()),
+            dns: dns.clone(),
             tls: inputs.tls.clone(),
             identity: inputs.identity.clone(),
             dps: inputs.dps.clone(),

@@ -6,7 +6,7 @@
 use std::io::Write as _;
 
 use edgeprobe_iotedge::secret::Secret;
-use fixtures::{DpsOptions, HubOptions, PortFault, SimulatedHub, WsFault};
+use fixtures::{DpsOptions, DpsStatus, HubOptions, PortFault, SimulatedHub, WsFault};
 use tokio::io::AsyncReadExt as _;
 
 use crate::cli::ServeArgs;
@@ -67,6 +67,12 @@ pub async fn run(args: &ServeArgs) -> Result<u8, AppError> {
         options.dps = Some(DpsOptions {
             id_scope: scope.clone(),
             assigned_hub: hub.clone(),
+            status: DpsStatus::parse(&args.dps_status).ok_or_else(|| {
+                usage(format!(
+                    "--dps-status {:?}: expected assigned, disabled, failed[:CODE[:MESSAGE]], unassigned, assigning or not-found",
+                    args.dps_status
+                ))
+            })?,
         });
     }
     let hub = SimulatedHub::start(options)
