@@ -14,7 +14,7 @@ use std::time::Duration;
 use edgeprobe_iotedge::config::Provisioning;
 use edgeprobe_iotedge::identity_state::{self, ProvisioningState};
 use edgeprobe_iotedge::proxy_sources;
-use edgeprobe_iotedge::secret::{self, Secret, REDACTED};
+use edgeprobe_iotedge::secret::{Scrubber, REDACTED};
 use edgeprobe_report::json::JsonRenderer;
 use edgeprobe_report::text::TextRenderer;
 use edgeprobe_report::{Renderer, RunContext};
@@ -112,7 +112,8 @@ async fn command(program: &str, args: &[&str], deadline: Instant) -> Result<Stri
 }
 
 fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    edgeprobe_core::bounded::read_to_string(path, edgeprobe_core::bounded::CONFIG_LIMIT)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
@@ -290,10 +291,10 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
     );
 
     // Scrub every file for every secret the run knew, whatever its source.
-    let secrets: Vec<&Secret> = facts.secrets.iter().collect();
+    let scrubber = Scrubber::of(&facts.secrets);
     for e in &mut entries {
         if let Ok(text) = &e.content {
-            e.content = Ok(secret::scrub(text, &secrets));
+            e.content = Ok(scrubber.scrub(text));
         }
     }
     let manifest: Vec<serde_json::Value> = entries
@@ -312,7 +313,13 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
 
     let bytes = archive(&entries, &manifest)
         .map_err(|e| AppError::Internal(format!("cannot build the bundle: {e}")))?;
-    write_atomically(&target, &bytes)?;
+    if target == "-" {
+        write_atomically(&target, &bytes)?;
+    } else {
+        let path = Path::new(&target);
+        crate::safe_write::write(path, &bytes, crate::safe_write::WriteOptions::BUNDLE)
+            .map_err(|e| AppError::Usage(format!("--output-file {target}: {e}")))?;
+    }
     Ok(exit_code(&report, check.warnings_as_errors))
 }
 
