@@ -127,6 +127,12 @@ async fn an_echoing_peer_never_gets_a_secret_into_the_report() {
         args.push("--verbose".into());
         let r = run(args).await;
         assert!(matches!(r.code(), 0 | 1), "{output}: {}", r.stderr());
+        if output == "json" {
+            // The peer did send the token back (MQTT's password), and it was scrubbed.
+            let rep = r.json();
+            let mqtt = crate::support::check(&rep, "iothub-mqtt");
+            assert!(mqtt.message.contains("<redacted>"), "{}", mqtt.message);
+        }
         assert_nothing_secret(&format!("{output} stdout"), &r.stdout());
         assert_nothing_secret(&format!("{output} stderr"), &r.stderr());
     }
