@@ -136,6 +136,30 @@ async fn an_echoing_peer_never_gets_a_secret_into_the_report() {
         assert_nothing_secret(&format!("{output} stdout"), &r.stdout());
         assert_nothing_secret(&format!("{output} stderr"), &r.stderr());
     }
+    // A support bundle and an output file: every file in them.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b.tar.gz");
+    let mut args = vec![
+        "bundle".to_owned(),
+        "--vantage".into(),
+        "host".into(),
+        "--output-file".into(),
+        bundle.display().to_string(),
+    ];
+    args.extend(hub.args(3.0).into_iter().skip(1));
+    let r = run(args).await;
+    assert!(matches!(r.code(), 0 | 1), "bundle: {}", r.stderr());
+    let files = crate::bundle::unpack(&std::fs::read(&bundle).unwrap());
+    assert!(files.len() > 3);
+    for (path, text) in &files {
+        assert_nothing_secret(&format!("bundle {path}"), text);
+    }
+    let report = dir.path().join("r.txt");
+    let mut args = hub.args(3.0);
+    set_arg(&mut args, "--output", "text");
+    args.extend(["--output-file".into(), report.display().to_string()]);
+    run(args).await;
+    assert_nothing_secret("output file", &std::fs::read_to_string(&report).unwrap());
     // The same through a connection string (the key in another form on the command line).
     let mut args = hub.args(3.0);
     let i = args.iter().position(|a| a == "--sas-key").unwrap();
