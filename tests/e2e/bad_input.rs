@@ -381,7 +381,7 @@ async fn strict_inputs_exit_2_with_one_short_line() {
         ),
         (
             strings(&[&base[..], &["--only", &long]].concat()),
-            "--only".into(),
+            "...\" matches no check".into(),
         ),
     ];
     assert_refused(cases, std::time::Duration::from_secs(5)).await;

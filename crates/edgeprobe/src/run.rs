@@ -735,13 +735,16 @@ pub(crate) fn selected(args: &CheckArgs, id: &str) -> bool {
 fn plan(catalog: &Catalog, args: &CheckArgs, vars: &Vars) -> Result<Vec<Planned>, AppError> {
     let ids = catalog.ids();
     for p in args.only.iter().chain(&args.skip) {
-        let known = ids.iter().any(|id| matches_pattern(p, id))
-            || DERIVED.iter().any(|d| matches_pattern(p, d.id))
-            || OTHER_IDS.iter().any(|id| matches_pattern(p, id))
-            || crate::registries::known_pattern(p);
+        // No id is that long; do not match (or echo) a huge pattern.
+        let known = p.len() <= 200
+            && (ids.iter().any(|id| matches_pattern(p, id))
+                || DERIVED.iter().any(|d| matches_pattern(p, d.id))
+                || OTHER_IDS.iter().any(|id| matches_pattern(p, id))
+                || crate::registries::known_pattern(p));
         if !known {
             return Err(usage(format!(
-                "--only/--skip: {p:?} matches no check (see `edgeprobe list`)"
+                "--only/--skip: {:?} matches no check (see `edgeprobe list`)",
+                cut(p)
             )));
         }
     }
