@@ -391,6 +391,31 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_is_scrubbed_everywhere_people_read() {
+        use edgeprobe_core::{Phase, PhaseName, PhaseStatus, Reason, Status};
+        let scrubber = Scrubber::of([&Secret::new(KEY)]);
+        let mut o = Outcome::new(Status::Fail, Reason::ProtocolError, format!("got {KEY}"));
+        o.fix = Some(format!("check {KEY}"));
+        o.learned.push(("x".into(), KEY.into()));
+        o.phases.push(Phase {
+            name: PhaseName::Protocol,
+            status: PhaseStatus::Fail,
+            started: std::time::Duration::ZERO,
+            duration: std::time::Duration::ZERO,
+            detail: vec![(
+                "peer".into(),
+                serde_json::json!({"said": [KEY, "sig=abc&se=1"]}),
+            )],
+        });
+        scrubber.scrub_outcome(&mut o);
+        let all = format!(
+            "{} {:?} {:?} {}",
+            o.message, o.fix, o.learned, o.phases[0].detail[0].1
+        );
+        assert!(!all.contains(KEY) && !all.contains("sig=abc"), "{all}");
+    }
+
+    #[test]
     fn basic_credentials_are_known_in_base64() {
         let mut scrubber = Scrubber::new();
         scrubber.add_basic("alice", &Secret::new("Pr0xyP4ss"));
