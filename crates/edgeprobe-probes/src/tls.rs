@@ -164,6 +164,9 @@ pub struct TlsSettings {
     provider: Arc<rustls::crypto::CryptoProvider>,
     client_auth: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
     pub roots: RootCounts,
+    /// The trust bundle's certificates as PEM, to tell a trusted self-signed certificate
+    /// (which rustls still refuses as "CA used as end entity") from an untrusted one.
+    bundle_pem: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for TlsSettings {
@@ -213,6 +216,7 @@ impl TlsSettings {
             provider,
             client_auth: None,
             roots,
+            bundle_pem: Arc::new(bundle.iter().map(|c| pem_encode(c)).collect()),
         })
     }
 
@@ -443,7 +447,21 @@ pub async fn handshake(
         }
         Ok(Err(e)) => {
             let peer_bytes = first.lock().map(|f| f.clone()).unwrap_or_default();
-            let failure = classify(&e, server_name, &chain, &peer_bytes);
+            let mut failure = classify(&e, server_name, &chain, &peer_bytes);
+            let leaf_trusted = chain
+                .first()
+                .is_some_and(|leaf| settings.bundle_pem.contains(&leaf.pem));
+            if failure.0 == Reason::TlsUntrusted && leaf_trusted {
+                let subject = chain.first().map(|c| c.subject.as_str()).unwrap_or("?");
+                failure = (
+                    Reason::TlsFailed,
+                    format!(
+                        "{server_name} presented \"{subject}\", a CA certificate of the trust bundle, as its own \
+                         server certificate: edgeprobe's TLS stack refuses a CA as an end entity; give the server \
+                         a certificate issued by that CA"
+                    ),
+                );
+            }
             rec.end(
                 PhaseStatus::Fail,
                 vec![
