@@ -3,8 +3,8 @@
 //! replaced, and a reader never sees half a file: the bytes go to a temporary file that is
 //! created exclusively (`O_EXCL`, so an existing name or symlink there makes the creation
 //! fail instead of being followed) under a random name, mode 0600, then are renamed over
-//! the destination. An existing file keeps its mode; a device node, FIFO, socket or
-//! directory at the destination is refused.
+//! the destination. An existing report keeps its mode, a bundle is always 0600; a device
+//! node, FIFO, socket or directory at the destination is refused.
 
 use std::fs::Permissions;
 use std::io::{self, Write as _};
@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 /// How to write one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteOptions {
-    /// The mode of a file that did not exist (an existing file keeps its own).
+    /// The mode of a file that did not exist.
     pub new_mode: u32,
+    /// An existing file keeps its mode (else it gets `new_mode` too).
+    pub keep_mode: bool,
     /// Refuse when the destination exists (`O_CREAT|O_EXCL` semantics, atomically).
     pub create_new: bool,
 }
@@ -24,11 +26,13 @@ impl WriteOptions {
     /// Reports: readable by others, like any file a command writes.
     pub const REPORT: WriteOptions = WriteOptions {
         new_mode: 0o644,
+        keep_mode: true,
         create_new: false,
     };
     /// Support bundles: the owner only, whatever the destination had.
     pub const BUNDLE: WriteOptions = WriteOptions {
         new_mode: 0o600,
+        keep_mode: false,
         create_new: false,
     };
 
@@ -108,6 +112,7 @@ pub fn write(path: &Path, bytes: &[u8], opts: WriteOptions) -> Result<(), WriteE
     }
     let mode = existing
         .as_ref()
+        .filter(|_| opts.keep_mode)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(opts.new_mode);
     let dir: PathBuf = match path.parent() {
@@ -161,6 +166,13 @@ mod tests {
         let bundle = dir.path().join("b.tar.gz");
         write(&bundle, b"x", WriteOptions::BUNDLE).unwrap();
         assert_eq!(mode(&bundle), 0o600);
+        std::fs::set_permissions(&bundle, Permissions::from_mode(0o644)).unwrap();
+        write(&bundle, b"y", WriteOptions::BUNDLE).unwrap();
+        assert_eq!(
+            mode(&bundle),
+            0o600,
+            "a bundle is for its owner only, always"
+        );
         // Nothing else is left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
