@@ -243,3 +243,104 @@ async fn output_file_replaces_the_report_atomically() {
         r.stderr()
     );
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Regression: `--output-file` onto a FIFO or device node replaced it with a regular file,
+/// an existing 0600 report became 0644, and bundles were world-readable.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_files_keep_their_mode_and_special_files_are_refused() {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let hub = Hub::start(HubFaults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("report.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut args = hub.args(5.0);
+    args.extend(["--output-file".into(), fifo.display().to_string()]);
+    let r = run(args).await;
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert_eq!(r.stderr().trim_end().lines().count(), 1, "{}", r.stderr());
+    assert!(r.stderr().contains("--output-file"), "{}", r.stderr());
+    assert!(r.stderr().contains("FIFO"), "{}", r.stderr());
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+
+    let report = dir.path().join("report.json");
+    std::fs::write(&report, "previous").unwrap();
+    std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut args = hub.args(5.0);
+    args.extend(["--output-file".into(), report.display().to_string()]);
+    let r = run(args).await;
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_ne!(std::fs::read_to_string(&report).unwrap(), "previous");
+    assert_eq!(mode(&report), 0o600, "an existing 0600 report stays 0600");
+
+    let bundle = dir.path().join("out.tar.gz");
+    let mut args = vec![
+        "bundle".to_owned(),
+        "--vantage".into(),
+        "host".into(),
+        "--output-file".into(),
+        bundle.display().to_string(),
+    ];
+    args.extend(hub.args(5.0).into_iter().skip(1));
+    let r = run(args).await;
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(mode(&bundle), 0o600, "a bundle is for its owner only");
+}
+
+/// Regression: `bundle -o out/x.tar.gz` wrote through `out/.x.tar.gz.PID.tmp`, following a
+/// symlink planted there. Plant symlinks at the old name (for the next PIDs) and at
+/// plausible names: their target is never touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bundle_never_writes_through_a_planted_symlink() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // The next process ids are the likely ones for the child.
+    let pid = std::process::id();
+    for p in pid..pid + 2000 {
+        std::os::unix::fs::symlink(&victim, out.join(format!(".x.tar.gz.{p}.tmp"))).unwrap();
+    }
+    for name in [".edgeprobe-.tmp", "x.tar.gz.tmp", ".x.tar.gz.tmp"] {
+        std::os::unix::fs::symlink(&victim, out.join(name)).unwrap();
+    }
+    let target = out.join("x.tar.gz");
+    let mut args = vec![
+        "bundle".to_owned(),
+        "--vantage".into(),
+        "host".into(),
+        "--output-file".into(),
+        target.display().to_string(),
+    ];
+    args.extend(hub.args(5.0).into_iter().skip(1));
+    let r = run(args).await;
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!unpack(&std::fs::read(&target).unwrap()).is_empty());
+    // Only the symlinks we planted and the bundle are there.
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            !std::fs::symlink_metadata(out.join(n))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        })
+        .collect();
+    assert_eq!(names, vec!["x.tar.gz".to_owned()]);
+}

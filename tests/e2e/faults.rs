@@ -493,3 +493,47 @@ async fn an_x509_device_authenticates_with_its_client_certificate() {
         );
     }
 }
+
+/// Regression: a self-signed server certificate (CA:TRUE) was `tls_failed`
+/// ("CaUsedAsEndEntity"); it is untrusted, and the message names its subject.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_self_signed_certificate_is_untrusted_and_named() {
+    let faults = HubFaults {
+        mqtt: PortFault::SelfSigned,
+        ..HubFaults::default()
+    };
+    let (rep, _) = report(faults, 5.0).await;
+    let c = check(&rep, "iothub-mqtt");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("fail", "tls_untrusted"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("self-signed appliance"), "{}", c.message);
+}
+
+/// Regression: IoT Hub's 401 headers followed by an endless chunked body was
+/// `protocol_timeout`; the headers decide (IoT Hub answered: the HTTPS path works).
+#[tokio::test(flavor = "multi_thread")]
+async fn iot_hub_headers_decide_even_when_the_body_never_ends() {
+    let faults = HubFaults {
+        https: PortFault::EndlessBody,
+        ..HubFaults::default()
+    };
+    let hub = Hub::start(faults).await;
+    let mut args = hub.args(6.0);
+    args.extend(["--only".into(), "iothub-https".into()]);
+    let started = std::time::Instant::now();
+    let r = run(args).await;
+    let rep = r.json();
+    let c = check(&rep, "iothub-https");
+    assert_ne!(c.reason.as_str(), "protocol_timeout", "{}", c.message);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("pass", "ok"),
+        "{}",
+        c.message
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(6));
+}

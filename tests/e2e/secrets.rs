@@ -61,3 +61,118 @@ async fn no_output_contains_a_key_or_a_token() {
     assert_eq!(r.code(), 2);
     assert_clean("bad connection string", &r.stderr());
 }
+
+/// Every form a key can travel in: raw, URL-encoded, base64.
+fn key_forms(key: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let url: String = key
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    vec![
+        key.to_owned(),
+        url.clone(),
+        url.to_ascii_lowercase(),
+        base64::engine::general_purpose::STANDARD.encode(key),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(key),
+        // Long enough to be the key, short enough to catch a cut-off echo.
+        key[..16].to_owned(),
+    ]
+}
+
+/// No key form, no token, and no `sig=` value that is not redacted.
+fn assert_nothing_secret(label: &str, text: &str) {
+    for needle in key_forms(KEY) {
+        assert!(
+            !text.contains(&needle),
+            "{label}: output contains {needle:?}:\n{text}"
+        );
+    }
+    for needle in ["SharedAccessSignature sr", "&se=1", "sr=testhub"] {
+        assert!(
+            !text.contains(needle),
+            "{label}: output contains {needle:?}:\n{text}"
+        );
+    }
+    let lower = text.to_ascii_lowercase();
+    for (i, _) in lower.match_indices("sig=") {
+        assert!(
+            ["<redacted>", "&lt;redacted&gt;", "\\u003credacted"]
+                .iter()
+                .any(|m| text[i + 4..].starts_with(m)),
+            "{label}: a sig= value shows at {i}:\n{text}"
+        );
+    }
+}
+
+/// Regression: a TLS peer that echoes what it read handed the device's SAS token (MQTT
+/// CONNECT password, HTTP Authorization header, AMQP CBS token) back into the report.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_echoing_peer_never_gets_a_secret_into_the_report() {
+    let hub = Hub::start(HubFaults {
+        mqtt: PortFault::Echo,
+        amqp: PortFault::Echo,
+        https: PortFault::Echo,
+        ..HubFaults::default()
+    })
+    .await;
+    for output in ["json", "text", "junit", "html"] {
+        let mut args = hub.args(3.0);
+        set_arg(&mut args, "--output", output);
+        args.push("--verbose".into());
+        let r = run(args).await;
+        assert!(matches!(r.code(), 0 | 1), "{output}: {}", r.stderr());
+        if output == "json" {
+            // The peer did send the token back (MQTT's password), and it was scrubbed.
+            let rep = r.json();
+            let mqtt = crate::support::check(&rep, "iothub-mqtt");
+            assert!(mqtt.message.contains("<redacted>"), "{}", mqtt.message);
+        }
+        assert_nothing_secret(&format!("{output} stdout"), &r.stdout());
+        assert_nothing_secret(&format!("{output} stderr"), &r.stderr());
+    }
+    // A support bundle and an output file: every file in them.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b.tar.gz");
+    let mut args = vec![
+        "bundle".to_owned(),
+        "--vantage".into(),
+        "host".into(),
+        "--output-file".into(),
+        bundle.display().to_string(),
+    ];
+    args.extend(hub.args(3.0).into_iter().skip(1));
+    let r = run(args).await;
+    assert!(matches!(r.code(), 0 | 1), "bundle: {}", r.stderr());
+    let files = crate::bundle::unpack(&std::fs::read(&bundle).unwrap());
+    assert!(files.len() > 3);
+    for (path, text) in &files {
+        assert_nothing_secret(&format!("bundle {path}"), text);
+    }
+    let report = dir.path().join("r.txt");
+    let mut args = hub.args(3.0);
+    set_arg(&mut args, "--output", "text");
+    args.extend(["--output-file".into(), report.display().to_string()]);
+    run(args).await;
+    assert_nothing_secret("output file", &std::fs::read_to_string(&report).unwrap());
+    // The same through a connection string (the key in another form on the command line).
+    let mut args = hub.args(3.0);
+    let i = args.iter().position(|a| a == "--sas-key").unwrap();
+    args.drain(i..i + 2);
+    let i = args.iter().position(|a| a == "--device-id").unwrap();
+    args.drain(i..i + 2);
+    let i = args.iter().position(|a| a == "--iothub-hostname").unwrap();
+    args.drain(i..i + 2);
+    args.extend([
+        "--connection-string".into(),
+        format!("HostName={HUB};DeviceId={DEVICE};SharedAccessKey={KEY}"),
+        "--verbose".into(),
+    ]);
+    let r = run(args).await;
+    assert_nothing_secret("connection string", &r.stdout());
+}

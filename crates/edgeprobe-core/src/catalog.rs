@@ -129,7 +129,7 @@ pub enum CatalogError {
     Read {
         file: String,
         #[source]
-        source: std::io::Error,
+        source: crate::bounded::ReadError,
     },
 }
 
@@ -208,7 +208,7 @@ impl Catalog {
         let shown = dir.display().to_string();
         let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::Read {
             file: shown.clone(),
-            source,
+            source: source.into(),
         })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -220,10 +220,12 @@ impl Catalog {
         }
         for file in files {
             let name = file.display().to_string();
-            let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Read {
-                file: name.clone(),
-                source,
-            })?;
+            let text = crate::bounded::read_to_string(&file, crate::bounded::CONFIG_LIMIT)
+                .and_then(|text| crate::bounded::check_depth(&text).map(|_| text))
+                .map_err(|source| CatalogError::Read {
+                    file: name.clone(),
+                    source,
+                })?;
             self.add_text(&name, &text)?;
         }
         Ok(())
@@ -236,7 +238,9 @@ impl Catalog {
                 .span()
                 .map(|s| format!("line {}: ", text[..s.start].matches('\n').count() + 1))
                 .unwrap_or_default();
-            CatalogError::invalid(file, format!("{line}{}", e.message()))
+            // toml's messages may span lines; errors are one line.
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            CatalogError::invalid(file, format!("{line}{message}"))
         })?;
         for fam in doc.family {
             validate_id(file, &fam.id)?;

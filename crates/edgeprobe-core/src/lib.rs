@@ -4,6 +4,8 @@
 //!
 //! Probes live in `edgeprobe-probes`; they plug in through the [`runner::Probe`] trait.
 
+/// Reading user-named files with bounds: regular files only, a size cap, a nesting cap.
+pub mod bounded;
 /// Checks as data: the catalog format, its families and its built-in content.
 pub mod catalog;
 /// Outcomes, phases, statuses and the closed sets the JSON contract promises.
@@ -14,3 +16,7 @@ pub mod recorder;
 pub mod runner;
 
 pub use model::*;
+
+/// Property tests of the parsers of user input.
+#[cfg(test)]
+mod proptests;

@@ -16,6 +16,8 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use edgeprobe_core::bounded;
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use percent_encoding::percent_decode_str;
@@ -56,22 +58,30 @@ pub fn find_default_in(root: &Path) -> Option<PathBuf> {
 /// `.yaml` / `.yml`); any other name is read as TOML.
 pub fn load(path: &Path) -> Result<EdgeConfig, ConfigError> {
     let shown = path.display().to_string();
-    let bytes = fs::read(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => ConfigError::NotFound {
-            path: shown.clone(),
-        },
-        io::ErrorKind::PermissionDenied => ConfigError::PermissionDenied {
-            path: shown.clone(),
-        },
-        _ => ConfigError::Unreadable {
-            path: shown.clone(),
-            reason: e.to_string(),
-        },
-    })?;
-    let text = String::from_utf8(bytes).map_err(|_| ConfigError::Unreadable {
-        path: shown.clone(),
-        reason: "not valid UTF-8 text".into(),
-    })?;
+    let text =
+        bounded::read_to_string(path, bounded::CONFIG_LIMIT).map_err(|e| match e.io_kind() {
+            Some(io::ErrorKind::NotFound) => ConfigError::NotFound {
+                path: shown.clone(),
+            },
+            Some(io::ErrorKind::PermissionDenied) => ConfigError::PermissionDenied {
+                path: shown.clone(),
+            },
+            _ => ConfigError::Unreadable {
+                path: shown.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+    // An empty file is a mistake (a truncated copy), not a device with nothing configured.
+    let content = text
+        .lines()
+        .map(str::trim)
+        .any(|l| !l.is_empty() && !l.starts_with('#') && l != "---");
+    if !content {
+        return Err(ConfigError::Unreadable {
+            path: shown,
+            reason: "the file is empty".into(),
+        });
+    }
     parse_str(&text, &shown, ConfigFormat::from_path(path))
 }
 
@@ -82,6 +92,10 @@ pub fn parse_str(
     origin: &str,
     format: ConfigFormat,
 ) -> Result<EdgeConfig, ConfigError> {
+    bounded::check_depth(text).map_err(|e| ConfigError::Unreadable {
+        path: origin.to_owned(),
+        reason: e.to_string(),
+    })?;
     let lines = LineIndex::new(text);
     let root = match format {
         ConfigFormat::Toml => parse_toml(text, origin, &lines)?,
@@ -661,9 +675,10 @@ fn read_key_file(path: &Path) -> KeyMaterial {
         what: path.display().to_string(),
         why,
     };
-    let bytes = match fs::read(path) {
+    let bytes = match bounded::read(path, bounded::STATE_LIMIT) {
         Ok(b) => b,
-        Err(e) => return unreadable(io_reason(&e)),
+        Err(bounded::ReadError::Io(e)) => return unreadable(io_reason(&e)),
+        Err(e) => return unreadable(e.to_string()),
     };
     if let Ok(text) = std::str::from_utf8(&bytes) {
         let text = text.trim();

@@ -16,11 +16,26 @@ pub const IOTHUB_API_VERSION: &str = "2021-04-12";
 pub enum ConnectionStringError {
     #[error("connection string lacks {0}")]
     Missing(&'static str),
-    #[error("connection string part {0:?} is not Key=Value")]
-    Malformed(String),
+    /// The 1-based position of the part: the part itself might be the key.
+    #[error("connection string part {0} is not Key=Value")]
+    Malformed(usize),
     #[error("connection string SharedAccessKey is not valid base64")]
     BadKey,
+    #[error("connection string {0} is empty")]
+    Empty(&'static str),
+    #[error("connection string names {0} twice")]
+    Duplicate(&'static str),
 }
+
+/// The parts of a device connection string edgeprobe reads.
+const KNOWN_PARTS: [&str; 6] = [
+    "HostName",
+    "DeviceId",
+    "ModuleId",
+    "SharedAccessKey",
+    "GatewayHostName",
+    "x509",
+];
 
 /// A parsed device connection string.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,24 +52,29 @@ impl std::str::FromStr for ConnectionString {
     type Err = ConnectionStringError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (mut host, mut device, mut module, mut key, mut gateway, mut x509) =
-            (None, None, None, None, None, false);
-        for part in s.trim().split(';').filter(|p| !p.trim().is_empty()) {
-            // Keys hold '=' padding, so split on the first '=' only.
-            let (k, v) = part.split_once('=').ok_or_else(|| {
-                // Never echo a part that might be the key itself.
-                ConnectionStringError::Malformed(part.chars().take(16).collect())
-            })?;
-            match k.trim() {
-                "HostName" => host = Some(v.trim().to_owned()),
-                "DeviceId" => device = Some(v.trim().to_owned()),
-                "ModuleId" => module = Some(v.trim().to_owned()),
-                "SharedAccessKey" => key = Some(Secret::new(v.trim())),
-                "GatewayHostName" => gateway = Some(v.trim().to_owned()),
-                "x509" => x509 = v.trim().eq_ignore_ascii_case("true"),
-                _ => {}
+        let mut seen: [Option<String>; 6] = Default::default();
+        for (i, part) in s.trim().split(';').enumerate() {
+            if part.trim().is_empty() {
+                continue;
             }
+            // Keys hold '=' padding, so split on the first '=' only.
+            let (k, v) = part
+                .split_once('=')
+                .ok_or(ConnectionStringError::Malformed(i + 1))?;
+            let Some(slot) = KNOWN_PARTS.iter().position(|name| *name == k.trim()) else {
+                continue;
+            };
+            if seen[slot].is_some() {
+                return Err(ConnectionStringError::Duplicate(KNOWN_PARTS[slot]));
+            }
+            if v.trim().is_empty() {
+                return Err(ConnectionStringError::Empty(KNOWN_PARTS[slot]));
+            }
+            seen[slot] = Some(v.trim().to_owned());
         }
+        let [host, device, module, key, gateway, x509] = seen;
+        let key = key.map(Secret::new);
+        let x509 = x509.is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let key = match key {
             Some(k) => {
                 sas::validate_key(&k).map_err(|_| ConnectionStringError::BadKey)?;
@@ -192,6 +212,24 @@ mod tests {
             (
                 "HostName=h;DeviceId=d;SharedAccessKey=%%%",
                 "connection string SharedAccessKey is not valid base64",
+            ),
+            // Regression: a part without '=' (an unpadded key pasted alone) was echoed.
+            (
+                "HostName=h;DeviceId=d;YWJjZA",
+                "connection string part 3 is not Key=Value",
+            ),
+            (
+                "HostName=h;DeviceId=d;SharedAccessKey=",
+                "connection string SharedAccessKey is empty",
+            ),
+            // Regression: the last of two keys silently won.
+            (
+                "HostName=h;DeviceId=d;SharedAccessKey=YWJjZA==;SharedAccessKey=YWJjZA==",
+                "connection string names SharedAccessKey twice",
+            ),
+            (
+                "HostName=h;HostName=h2;DeviceId=d;SharedAccessKey=YWJjZA==",
+                "connection string names HostName twice",
             ),
         ];
         for (input, want) in cases {

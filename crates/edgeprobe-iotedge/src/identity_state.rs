@@ -16,6 +16,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use edgeprobe_core::bounded;
+
 use crate::config::ConfigFormat;
 
 /// aziot-identityd's state file (IoT Edge 1.2+).
@@ -96,21 +98,25 @@ impl fmt::Display for StateError {
 /// Reads the provisioning state at `path`; the format follows the file (TOML `device_info`
 /// or the JSON backup of 1.1).
 pub fn read(path: &Path) -> Result<ProvisioningState, StateError> {
-    let text = std::fs::read(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => StateError::Missing {
+    let text = bounded::read_to_string(path, bounded::STATE_LIMIT).map_err(|e| match e {
+        e if e.io_kind() == Some(io::ErrorKind::NotFound) => StateError::Missing {
             path: path.to_owned(),
         },
-        io::ErrorKind::PermissionDenied => StateError::PermissionDenied {
+        e if e.io_kind() == Some(io::ErrorKind::PermissionDenied) => StateError::PermissionDenied {
             path: path.to_owned(),
         },
-        _ => StateError::Unreadable {
+        bounded::ReadError::NotUtf8 => StateError::Malformed {
+            path: path.to_owned(),
+            reason: "not UTF-8 text".into(),
+        },
+        e => StateError::Unreadable {
             path: path.to_owned(),
             reason: e.to_string(),
         },
     })?;
-    let text = String::from_utf8(text).map_err(|_| StateError::Malformed {
+    bounded::check_depth(&text).map_err(|e| StateError::Malformed {
         path: path.to_owned(),
-        reason: "not UTF-8 text".into(),
+        reason: e.to_string(),
     })?;
     parse(&text, path)
 }

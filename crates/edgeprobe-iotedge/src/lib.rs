@@ -18,3 +18,7 @@ pub mod sas;
 pub mod secret;
 /// Which `UpstreamProtocol` values work, and what to recommend.
 pub mod verdict;
+
+/// Property tests of the parsers of user input.
+#[cfg(test)]
+mod proptests;

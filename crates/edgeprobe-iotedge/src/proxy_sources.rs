@@ -13,6 +13,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use edgeprobe_core::bounded;
+
 use percent_encoding::percent_decode_str;
 
 use crate::config::{ConfigFormat, EdgeConfig};
@@ -217,9 +219,9 @@ enum Read {
 }
 
 fn read(path: &Path) -> Read {
-    match fs::read_to_string(path) {
+    match bounded::read_to_string(path, bounded::CONFIG_LIMIT) {
         Ok(t) => Read::Text(t),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Read::Missing,
+        Err(e) if e.io_kind() == Some(io::ErrorKind::NotFound) => Read::Missing,
         Err(_) => Read::Unreadable,
     }
 }

@@ -34,6 +34,8 @@ pub const TOKEN_LIFETIME_SECS: u64 = 3600;
 pub enum SasError {
     #[error("the shared access key is not valid base64")]
     KeyNotBase64,
+    #[error("the shared access key is empty")]
+    EmptyKey,
     #[error("the token is not a SharedAccessSignature")]
     NotSas,
     #[error("the token lacks {0}")]
@@ -87,6 +89,9 @@ pub fn sign(key: &Secret, message: &str) -> Result<String, SasError> {
 
 /// Checks that a key decodes, without signing anything.
 pub fn validate_key(key: &Secret) -> Result<(), SasError> {
+    if key.expose().trim().is_empty() {
+        return Err(SasError::EmptyKey);
+    }
     B64.decode(key.expose().trim())
         .map(|_| ())
         .map_err(|_| SasError::KeyNotBase64)

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use edgeprobe_iotedge::secret::{Scrubber, Secret};
 use fe2o3_amqp::connection::{ConnectionStopReason, OpenError};
 use fe2o3_amqp::link::{
     DetachError, LinkStateError, ReceiverAttachError, RecvError, SendError, SenderAttachError,
@@ -164,14 +165,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug + 'static,
 {
     let mut trace = run(stream, params, deadline).await;
-    let secrets = secrets_of(params);
+    let scrubber = scrubber_of(params);
     for step in std::iter::once(&mut trace.open).chain(trace.auth.as_mut()) {
         match &mut step.result {
             Ok(ok) => ok
                 .detail
                 .iter_mut()
-                .for_each(|(_, v)| *v = scrub(v, &secrets)),
-            Err(e) => e.message = scrub(&e.message, &secrets),
+                .for_each(|(_, v)| *v = scrubber.scrub(v)),
+            Err(e) => e.message = scrubber.scrub(&e.message),
         }
     }
     trace
@@ -728,33 +729,15 @@ fn io_error(io: std::io::Error, tap: &Tap) -> AmqpError {
 
 /* ------------------------------ secret scrub ----------------------------- */
 
-fn secrets_of(params: &AmqpParams) -> Vec<String> {
-    let mut secrets = Vec::new();
-    if let AmqpSasl::Plain { password, .. } = &params.sasl {
-        secrets.push(password.clone());
-        secrets.extend(sas_signature(password));
+fn scrubber_of(params: &AmqpParams) -> Scrubber {
+    let mut scrubber = Scrubber::new();
+    if let AmqpSasl::Plain { username, password } = &params.sasl {
+        scrubber.add_basic(username, &Secret::new(password.clone()));
     }
     if let Some(cbs) = &params.cbs {
-        secrets.push(cbs.token.clone());
-        secrets.extend(sas_signature(&cbs.token));
+        scrubber.add(&Secret::new(cbs.token.clone()));
     }
-    secrets.retain(|s| s.len() >= 4);
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets
-}
-
-/// The `sig=` part of a SAS token, in case a peer echoes only that.
-fn sas_signature(token: &str) -> Option<String> {
-    token
-        .split(['&', ' '])
-        .find_map(|part| part.strip_prefix("sig="))
-        .map(str::to_string)
-}
-
-fn scrub(text: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(text.to_string(), |acc, s| {
-        acc.replace(s.as_str(), "<redacted>")
-    })
+    scrubber
 }
 
 /* ---------------------------- stream recorder ---------------------------- */

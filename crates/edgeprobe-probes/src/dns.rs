@@ -81,6 +81,9 @@ impl Overrides {
         if host.is_empty() {
             return Err(bad());
         }
+        if port == 0 || port2 == 0 {
+            return Err(format!("--connect-to {spec:?}: port 0 is not usable"));
+        }
         self.connect_to.insert(
             (host.to_ascii_lowercase(), port),
             SocketAddr::new(addr, port2),

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use edgeprobe_core::Reason;
 use http::{HeaderMap, Method, Request};
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
@@ -125,34 +125,56 @@ pub async fn exchange(
                 )
             }
         })?;
-        let received_at = SystemTime::now();
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, BODY_LIMIT)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        conn_task.abort();
-        let date = parts
-            .headers
-            .get(http::header::DATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| httpdate::parse_http_date(s).ok());
-        Ok(HttpAnswer {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            date,
-            received_at,
-        })
+        Ok((response, SystemTime::now(), conn_task))
     };
-    match tokio::time::timeout_at(deadline, run).await {
-        Ok(r) => r,
-        Err(_) => Err((
-            Reason::ProtocolTimeout,
-            "the HTTP request was sent but no answer came back in time".into(),
-        )),
+    let (response, received_at, conn_task) = match tokio::time::timeout_at(deadline, run).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err((
+                Reason::ProtocolTimeout,
+                "the HTTP request was sent but no answer came back in time".into(),
+            ))
+        }
+    };
+    // The status and headers decide; the body only adds detail. A body that trickles or
+    // never ends (an endless chunked stream) is cut at BODY_WAIT or the deadline, and the
+    // answer stands with what arrived.
+    let (parts, body) = response.into_parts();
+    let body = read_body(body, deadline.min(Instant::now() + BODY_WAIT)).await;
+    conn_task.abort();
+    let date = parts
+        .headers
+        .get(http::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok());
+    Ok(HttpAnswer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        date,
+        received_at,
+    })
+}
+
+/// How long the body may take once the headers are in.
+const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads up to [`BODY_LIMIT`] bytes of a body until it ends or `until`, whichever is first.
+async fn read_body(mut body: hyper::body::Incoming, until: Instant) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < BODY_LIMIT {
+        match tokio::time::timeout_at(until, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let room = BODY_LIMIT - out.len();
+                    out.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            // The end, an error mid-body, or time's up: keep what arrived.
+            _ => break,
+        }
     }
+    out
 }
 
 /// An empty body, for CONNECT.

@@ -41,3 +41,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::
 
 /// A boxed stream, so layers compose without naming each other's types.
 pub type BoxIo = Box<dyn Io>;
+
+/// Property tests of the parsers of user input.
+#[cfg(test)]
+mod proptests;

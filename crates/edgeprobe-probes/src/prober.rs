@@ -21,7 +21,7 @@ use edgeprobe_core::{
     AuthState, Endpoint, Outcome, PhaseName, PhaseStatus, Protocol, Reason, Status,
 };
 use edgeprobe_iotedge::identity::{Credentials, DeviceIdentity, DpsIdentity};
-use edgeprobe_iotedge::secret::{self, Secret};
+use edgeprobe_iotedge::secret::{Scrubber, Secret};
 use futures_util::future::BoxFuture;
 use http::Method;
 use rumqttc::mqttbytes::v4::ConnectReturnCode;
@@ -56,16 +56,40 @@ pub struct ProbeSettings {
     pub registries: Vec<crate::registry::RegistryAccess>,
 }
 
+impl ProbeSettings {
+    /// Every secret the probes may send, for scrubbing what comes back.
+    pub fn scrubber(&self) -> Scrubber {
+        let mut scrubber = Scrubber::of(self.identity.iter().flat_map(|i| i.secrets()));
+        if let Some(key) = self.dps.as_ref().and_then(|d| d.key.as_ref()) {
+            scrubber.add(key);
+        }
+        if let Some(p) = &self.proxy {
+            if let Some(password) = &p.password {
+                scrubber.add_basic(p.username.as_deref().unwrap_or_default(), password);
+            }
+        }
+        for r in &self.registries {
+            if let Some(password) = &r.password {
+                scrubber.add_basic(r.username.as_deref().unwrap_or_default(), password);
+            }
+        }
+        scrubber
+    }
+}
+
 /// The runner's `Probe`: walks the layers for each check.
 #[derive(Debug, Clone)]
 pub struct Prober {
     settings: Arc<ProbeSettings>,
+    scrubber: Arc<Scrubber>,
 }
 
 impl Prober {
     pub fn new(settings: ProbeSettings) -> Self {
+        let scrubber = Arc::new(settings.scrubber());
         Prober {
             settings: Arc::new(settings),
+            scrubber,
         }
     }
 
@@ -88,6 +112,7 @@ impl Probe for Prober {
             };
             let job = Job {
                 s: &self.settings,
+                scrubber: &self.scrubber,
                 check,
                 host: &target.host,
                 port,
@@ -102,6 +127,7 @@ impl Probe for Prober {
 /// One check in flight.
 struct Job<'a> {
     s: &'a ProbeSettings,
+    scrubber: &'a Scrubber,
     check: &'a CheckDef,
     host: &'a str,
     port: u16,
@@ -158,22 +184,12 @@ impl Job<'_> {
                 ));
             }
         }
-        outcome.message = secret::scrub(&outcome.message, &self.secrets());
-        outcome
-    }
-
-    fn secrets(&self) -> Vec<&Secret> {
-        let mut out: Vec<&Secret> = self
-            .s
-            .identity
-            .as_ref()
-            .map(|i| i.secrets())
-            .unwrap_or_default();
-        if let Some(p) = self.s.proxy.as_ref().and_then(|p| p.password.as_ref()) {
-            out.push(p);
+        // Everything below came from peers and errors: scrub it before anyone reads it.
+        if outcome.phases.is_empty() {
+            outcome.phases = self.rec.finish();
         }
-        out.extend(self.s.registries.iter().filter_map(|r| r.password.as_ref()));
-        out
+        self.scrubber.scrub_outcome(&mut outcome);
+        outcome
     }
 
     fn failed(&self, (reason, message): Failure) -> Outcome {
@@ -807,8 +823,12 @@ pub(crate) async fn open_tls(
     rec: &PhaseRecorder,
     deadline: Instant,
 ) -> Result<BoxIo, Failure> {
+    // This job returns a stream, not an outcome: nothing to scrub here (the registry walk
+    // scrubs what it quotes, the Prober the outcome).
+    let scrubber = Scrubber::new();
     let job = Job {
         s,
+        scrubber: &scrubber,
         check,
         host,
         port,

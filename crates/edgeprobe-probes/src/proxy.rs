@@ -38,50 +38,59 @@ impl fmt::Debug for ProxyConfig {
 }
 
 impl ProxyConfig {
-    /// Parses `http://[user[:pass]@]host[:port][/]`. The error never repeats the password.
+    /// Parses `http://[user[:pass]@]host[:port][/]`. No error repeats any part of the
+    /// URL's userinfo (a password may hold `/`, `:` or `@`), so errors name only the scheme
+    /// or what is wrong.
     pub fn parse(url: &str) -> Result<Self, String> {
         let url = url.trim();
-        let (scheme, rest) = match url.split_once("://") {
-            Some((s, r)) => (s.to_ascii_lowercase(), r),
-            None => ("http".to_owned(), url),
-        };
-        if scheme != "http" && scheme != "https" {
-            return Err(format!(
-                "proxy scheme {scheme:?} is not supported (use http:// or https://)"
-            ));
-        }
-        let rest = rest.split('/').next().unwrap_or_default();
-        let (userinfo, hostport) = match rest.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, rest),
-        };
-        let default_port = if scheme == "https" { 443 } else { 3128 };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, p) = v6.split_once(']').ok_or("proxy host has an unclosed '['")?;
-            (h.to_owned(), p.strip_prefix(':').map(str::to_owned))
+        let with_scheme = if url.contains("://") {
+            url.to_owned()
         } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_owned(), Some(p.to_owned())),
-                None => (hostport.to_owned(), None),
-            }
+            format!("http://{url}")
         };
-        let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| format!("proxy port {p:?} is not a number"))?,
-            None => default_port,
+        let scheme = with_scheme
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        if scheme != "http" && scheme != "https" {
+            // Only a well-formed scheme is shown: anything else may be userinfo.
+            let plain = scheme.len() <= 10
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+            return Err(if plain {
+                format!("proxy scheme {scheme:?} is not supported (use http:// or https://)")
+            } else {
+                "the proxy URL does not start with http:// or https://".to_owned()
+            });
+        }
+        let parsed =
+            url::Url::parse(&with_scheme).map_err(|e| format!("not a usable proxy URL ({e})"))?;
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => return Err("proxy URL has no host".into()),
         };
         if host.is_empty() {
             return Err("proxy URL has no host".into());
         }
-        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let (username, password) = match userinfo {
-            Some(u) => match u.split_once(':') {
-                Some((user, pass)) => (Some(decode(user)), Some(Secret::new(decode(pass)))),
-                None => (Some(decode(u)), None),
-            },
-            None => (None, None),
+        let default_port = if scheme == "https" { 443 } else { 3128 };
+        // The url crate drops a port equal to the scheme's default (80, 443): an explicit
+        // `:80` is still what the user meant, not our 3128.
+        let port = match parsed.port() {
+            Some(p) => p,
+            None if explicit_port(&with_scheme) => {
+                parsed.port_or_known_default().unwrap_or(default_port)
+            }
+            None => default_port,
         };
+        if port == 0 {
+            return Err("proxy port 0 is not usable".into());
+        }
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let username = Some(decode(parsed.username())).filter(|u| !u.is_empty());
+        let password = parsed.password().map(|p| Secret::new(decode(p)));
+        let username = username.or_else(|| password.as_ref().map(|_| String::new()));
         Ok(ProxyConfig {
             scheme,
             host,
@@ -130,6 +139,23 @@ impl ProxyConfig {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         Some(format!("Basic {token}"))
     }
+}
+
+/// Whether the URL's authority names a port (`host:80`), even the scheme's default.
+fn explicit_port(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let hostport = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    let after_host = hostport
+        .rsplit_once(']')
+        .map(|(_, p)| p)
+        .unwrap_or(hostport);
+    after_host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Whether `host` is excluded from proxying by a `NO_PROXY` list (comma-separated names,
@@ -314,6 +340,29 @@ mod tests {
         assert_eq!(ProxyConfig::parse("proxy:3128").unwrap().port, 3128);
         assert!(ProxyConfig::parse("socks5://x:1").is_err());
         assert!(ProxyConfig::parse("http://x:notaport").is_err());
+        assert_eq!(ProxyConfig::parse("http://p:80").unwrap().port, 80);
+        assert_eq!(ProxyConfig::parse("https://p").unwrap().port, 443);
+        assert_eq!(ProxyConfig::parse("http://[::1]:81").unwrap().host, "::1");
+    }
+
+    /// Regression: a password holding `/` made the parser read it as the port, and the
+    /// error printed it (`proxy port "Pr0xyP4ss" is not a number`).
+    #[test]
+    fn no_proxy_url_error_shows_the_userinfo() {
+        for url in [
+            "http://alice:Pr0xyP4ss/x@proxy.corp:3128",
+            "http://alice:Pr0xyP4ss@proxy.corp:99999",
+            "http://alice:Pr0xyP4ss@proxy.corp:0",
+            "http://alice:Pr0xyP4ss@:3128",
+            "socks5://alice:Pr0xyP4ss@proxy.corp:1080",
+            "http://alice:Pr0xyP4ss@proxy corp:3128",
+        ] {
+            let e = ProxyConfig::parse(url).unwrap_err();
+            assert!(
+                !e.contains("Pr0xyP4ss") && !e.contains("alice"),
+                "{url}: {e}"
+            );
+        }
     }
 
     #[test]

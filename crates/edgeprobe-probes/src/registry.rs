@@ -19,7 +19,7 @@ use base64::Engine as _;
 use edgeprobe_core::catalog::CheckDef;
 use edgeprobe_core::recorder::PhaseRecorder;
 use edgeprobe_core::{AuthState, Outcome, PhaseName, PhaseStatus, Reason, Status};
-use edgeprobe_iotedge::secret::{self, Secret};
+use edgeprobe_iotedge::secret::{Scrubber, Secret};
 use http::Method;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -351,9 +351,13 @@ impl Walk<'_> {
     }
 
     fn clean(&self, text: &str) -> String {
-        let mut secrets: Vec<&Secret> = self.scrub.iter().collect();
-        secrets.extend(self.access.and_then(|a| a.password.as_ref()));
-        secret::scrub(text, &secrets)
+        let mut scrubber = Scrubber::of(&self.scrub);
+        if let Some(a) = self.access {
+            if let Some(password) = &a.password {
+                scrubber.add_basic(a.username.as_deref().unwrap_or_default(), password);
+            }
+        }
+        scrubber.scrub(text)
     }
 
     async fn run(&mut self, io: BoxIo) -> Result<Outcome, Failure> {

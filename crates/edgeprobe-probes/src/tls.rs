@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use edgeprobe_core::bounded;
 use edgeprobe_core::recorder::PhaseRecorder;
 use edgeprobe_core::{PhaseName, PhaseStatus, Reason};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -83,7 +84,7 @@ pub enum TlsSetupError {
     Read {
         path: String,
         #[source]
-        source: std::io::Error,
+        source: bounded::ReadError,
     },
     #[error("{path}: holds no PEM certificate")]
     NoCertificates { path: String },
@@ -106,11 +107,20 @@ pub enum TlsSetupError {
 /// Reads every certificate of a PEM file, with errors that name the file.
 pub fn load_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| TlsSetupError::Read {
+    let bytes = bounded::read(path, bounded::PEM_LIMIT).map_err(|source| TlsSetupError::Read {
         path: shown.clone(),
         source,
     })?;
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
+    parse_pem_certs(&bytes, &shown)
+}
+
+/// Every certificate of PEM text; `shown` names its file in errors.
+pub fn parse_pem_certs(
+    bytes: &[u8],
+    shown: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let shown = shown.to_owned();
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(bytes).collect();
     let certs = certs.map_err(|e| TlsSetupError::BadPem {
         path: shown.clone(),
         message: e.to_string(),
@@ -132,7 +142,7 @@ pub fn load_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSe
 /// Reads a PEM private key. The error never contains key material.
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| TlsSetupError::Read {
+    let bytes = bounded::read(path, bounded::PEM_LIMIT).map_err(|source| TlsSetupError::Read {
         path: shown.clone(),
         source,
     })?;
@@ -154,6 +164,9 @@ pub struct TlsSettings {
     provider: Arc<rustls::crypto::CryptoProvider>,
     client_auth: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
     pub roots: RootCounts,
+    /// The trust bundle's certificates as PEM, to tell a trusted self-signed certificate
+    /// (which rustls still refuses as "CA used as end entity") from an untrusted one.
+    bundle_pem: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for TlsSettings {
@@ -203,6 +216,7 @@ impl TlsSettings {
             provider,
             client_auth: None,
             roots,
+            bundle_pem: Arc::new(bundle.iter().map(|c| pem_encode(c)).collect()),
         })
     }
 
@@ -433,7 +447,21 @@ pub async fn handshake(
         }
         Ok(Err(e)) => {
             let peer_bytes = first.lock().map(|f| f.clone()).unwrap_or_default();
-            let failure = classify(&e, server_name, &chain, &peer_bytes);
+            let mut failure = classify(&e, server_name, &chain, &peer_bytes);
+            let leaf_trusted = chain
+                .first()
+                .is_some_and(|leaf| settings.bundle_pem.contains(&leaf.pem));
+            if failure.0 == Reason::TlsUntrusted && leaf_trusted {
+                let subject = chain.first().map(|c| c.subject.as_str()).unwrap_or("?");
+                failure = (
+                    Reason::TlsFailed,
+                    format!(
+                        "{server_name} presented \"{subject}\", a CA certificate of the trust bundle, as its own \
+                         server certificate: edgeprobe's TLS stack refuses a CA as an end entity; give the server \
+                         a certificate issued by that CA"
+                    ),
+                );
+            }
             rec.end(
                 PhaseStatus::Fail,
                 vec![
@@ -451,6 +479,19 @@ pub async fn handshake(
             ))
         }
     }
+}
+
+/// A server certificate that is its own CA (self-signed, or a CA certificate served as the
+/// server's): untrusted unless the trust bundle names it, and named by its subject.
+fn self_signed(host: &str, chain: &[CertInfo]) -> Failure {
+    let subject = chain.first().map(|c| c.subject.as_str()).unwrap_or("?");
+    (
+        Reason::TlsUntrusted,
+        format!(
+            "{host} presented a self-signed (CA) certificate \"{subject}\" that is not trusted: \
+             add it to the trust bundle if it is meant to be, or a TLS-inspecting device is answering"
+        ),
+    )
 }
 
 fn classify(e: &std::io::Error, host: &str, chain: &[CertInfo], peer_bytes: &[u8]) -> Failure {
@@ -488,6 +529,10 @@ fn classify(e: &std::io::Error, host: &str, chain: &[CertInfo], peer_bytes: &[u8
                     ),
                 )
             }
+            // A self-signed server certificate is usually a CA certificate too (openssl
+            // req -x509 marks it CA:TRUE): webpki then says "CA used as end entity", but
+            // what the user must hear is that nothing trusts it.
+            other if format!("{other:?}").contains("CaUsedAsEndEntity") => self_signed(host, chain),
             other => (Reason::TlsFailed, format!("certificate rejected: {other:?}")),
         },
         Some(rustls::Error::InvalidMessage(_)) | Some(rustls::Error::InappropriateMessage { .. }) => {
@@ -513,33 +558,4 @@ fn classify(e: &std::io::Error, host: &str, chain: &[CertInfo], peer_bytes: &[u8
             )
         }
     }
-}
-
-/// Every certificate of PEM text that came from elsewhere than a file (the IoT Edge workload
-/// API's trust bundle); `source` names it in errors.
-pub fn pem_certs(
-    bytes: &[u8],
-    source: &str,
-) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsSetupError::BadPem {
-            path: source.to_owned(),
-            message: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsSetupError::NoCertificates {
-            path: source.to_owned(),
-        });
-    }
-    if let Some(i) = certs
-        .iter()
-        .position(|c| x509_parser::parse_x509_certificate(c).is_err())
-    {
-        return Err(TlsSetupError::BadPem {
-            path: source.to_owned(),
-            message: format!("certificate {} is not valid X.509", i + 1),
-        });
-    }
-    Ok(certs)
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use edgeprobe_iotedge::config::Provisioning;
 use edgeprobe_iotedge::identity_state::{self, ProvisioningState};
 use edgeprobe_iotedge::proxy_sources;
-use edgeprobe_iotedge::secret::{self, Secret, REDACTED};
+use edgeprobe_iotedge::secret::{Scrubber, REDACTED};
 use edgeprobe_report::json::JsonRenderer;
 use edgeprobe_report::text::TextRenderer;
 use edgeprobe_report::{Renderer, RunContext};
@@ -113,7 +113,8 @@ async fn command(program: &str, args: &[&str], deadline: Instant) -> Result<Stri
 }
 
 fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    edgeprobe_core::bounded::read_to_string(path, edgeprobe_core::bounded::CONFIG_LIMIT)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
@@ -296,10 +297,10 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
     );
 
     // Scrub every file for every secret the run knew, whatever its source.
-    let secrets: Vec<&Secret> = facts.secrets.iter().collect();
+    let scrubber = Scrubber::of(&facts.secrets);
     for e in &mut entries {
         if let Ok(text) = &e.content {
-            e.content = Ok(secret::scrub(text, &secrets));
+            e.content = Ok(scrubber.scrub(text));
         }
     }
     let manifest: Vec<serde_json::Value> = entries
@@ -322,7 +323,13 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
     if target == "-" {
         write_atomically("-", &bytes)?;
     } else {
-        write_new(&target, &bytes)?;
+        let options = crate::safe_write::WriteOptions::BUNDLE.create_new();
+        crate::safe_write::write(Path::new(&target), &bytes, options).map_err(|e| match e {
+            crate::safe_write::WriteError::Exists => AppError::Usage(format!(
+                "--output-file {target}: the file exists; a bundle never replaces one (move it, or name another file)"
+            )),
+            e => AppError::Usage(format!("--output-file {target}: {e}")),
+        })?;
     }
     // Where it went and what it says: on stderr when the bundle itself is on stdout.
     if !check.quiet {
@@ -370,34 +377,6 @@ fn host_name() -> String {
         "device".into()
     } else {
         safe
-    }
-}
-
-/// Writes a new file at `path` and never replaces one: the bytes go to an exclusively
-/// created temporary file beside it, which is then linked to `path` (a link fails if the
-/// name exists, even one created meanwhile) and unlinked.
-fn write_new(path: &str, bytes: &[u8]) -> Result<(), AppError> {
-    let target = Path::new(path);
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let fail =
-        |e: std::io::Error| AppError::Usage(format!("--output-file {path}: cannot write: {e}"));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".edgeprobe-bundle.")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(fail)?;
-    match std::fs::hard_link(tmp.path(), target) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(AppError::Usage(format!(
-            "--output-file {path}: the file exists; a bundle never replaces one (move it, or name another file)"
-        ))),
-        Err(e) => Err(fail(e)),
     }
 }
 

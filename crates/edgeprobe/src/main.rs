@@ -18,6 +18,8 @@ mod progress;
 mod registries;
 /// `edgeprobe check` and `edgeprobe list`.
 mod run;
+/// Writing user-named files: exclusive temporary file, rename, no special files replaced.
+mod safe_write;
 /// `edgeprobe serve-fixture`: the simulated hub as a process, for tests and the lab.
 mod serve;
 /// The container vantage: the same checks from the IoT Edge Docker network.
@@ -69,8 +71,17 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // clap's own message, whole: its "did you mean", the valid values and the
-            // missing arguments are what the user needs. Exit 2, as for every usage error.
-            let _ = e.print();
+            // missing arguments are what the user needs. A value that is not UTF-8 is named
+            // by its flag, never echoed. Exit 2, as for every usage error.
+            if e.kind() == clap::error::ErrorKind::InvalidUtf8 {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "edgeprobe: error: {} (see edgeprobe --help)",
+                    one_line(&non_utf8_argument())
+                );
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(2);
         }
     };
@@ -94,8 +105,54 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "edgeprobe: error: {}", error_line(&e));
+            let _ = writeln!(
+                std::io::stderr(),
+                "edgeprobe: error: {}",
+                one_line(error_line(&e))
+            );
             ExitCode::from(e.code())
         }
+    }
+}
+
+/// The longest error line printed; values echoed in errors are cut to fit.
+const MAX_ERROR_LINE: usize = 400;
+
+/// An error as one printable line, scrubbed: control characters (newlines, terminal escapes) are
+/// shown escaped, and an overlong line (a 100 KB value echoed back) is cut.
+fn one_line(msg: &str) -> String {
+    // Errors know no secret by value, but any credential shape (a SAS token, `sig=`, a
+    // SharedAccessKey, a URL password) is removed all the same.
+    let msg = edgeprobe_iotedge::secret::Scrubber::new().scrub(msg);
+    let mut out = String::new();
+    for c in msg.trim().chars() {
+        if out.len() >= MAX_ERROR_LINE {
+            out.push_str("... (cut)");
+            break;
+        }
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Names the flag whose value is not UTF-8 (clap's own message names none).
+fn non_utf8_argument() -> String {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let Some(i) = args.iter().position(|a| a.to_str().is_none()) else {
+        return "an argument is not valid UTF-8".into();
+    };
+    let lossy = args[i].to_string_lossy();
+    if let Some((flag, _)) = lossy.split_once('=').filter(|(f, _)| f.starts_with("--")) {
+        return format!("{flag}: the value is not valid UTF-8");
+    }
+    match args.get(i.wrapping_sub(1)).and_then(|a| a.to_str()) {
+        Some(flag) if i > 0 && flag.starts_with('-') && flag.len() > 1 => {
+            format!("{flag}: the value is not valid UTF-8")
+        }
+        _ => format!("argument {i} is not valid UTF-8"),
     }
 }

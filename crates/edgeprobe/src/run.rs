@@ -15,7 +15,7 @@ use edgeprobe_iotedge::identity::{
 };
 use edgeprobe_iotedge::identity_state::{self, ProvisioningState};
 use edgeprobe_iotedge::proxy_sources;
-use edgeprobe_iotedge::secret::Secret;
+use edgeprobe_iotedge::secret::{Scrubber, Secret};
 use edgeprobe_iotedge::verdict::{self, UpstreamProtocol};
 use edgeprobe_probes::dns::{Dns, Overrides};
 use edgeprobe_probes::proxy::ProxyConfig;
@@ -302,7 +302,7 @@ pub fn render(report: &RunReport, args: &CheckArgs, color: bool) -> String {
 }
 
 /// Writes `bytes` to `path` so that a reader never sees half a file and nothing the user
-/// had is lost to a failed write: a temporary file next to it, then a rename. `-` is stdout.
+/// had is lost to a failed write (see [`crate::safe_write`]). `-` is stdout.
 pub fn write_atomically(path: &str, bytes: &[u8]) -> Result<(), AppError> {
     if path == "-" {
         let mut out = std::io::stdout().lock();
@@ -312,25 +312,12 @@ pub fn write_atomically(path: &str, bytes: &[u8]) -> Result<(), AppError> {
             Err(e) => Err(AppError::Internal(format!("cannot write to stdout: {e}"))),
         };
     }
-    let target = std::path::Path::new(path);
-    if target.is_dir() {
-        return Err(usage(format!("-o {path}: is a directory")));
-    }
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "edgeprobe".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, target));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(usage(format!("-o {path}: cannot write: {e}")));
-    }
-    Ok(())
+    crate::safe_write::write(
+        std::path::Path::new(path),
+        bytes,
+        crate::safe_write::WriteOptions::REPORT,
+    )
+    .map_err(|e| usage(format!("--output-file {path}: {e}")))
 }
 
 /// Writes the report to stdout.
@@ -532,7 +519,7 @@ fn gather(
     if let Some(m) = module {
         // The Edge CA: edgeHub's (and a parent's) chains end there.
         bundle.extend(
-            tls::pem_certs(m.trust_pem.as_bytes(), &format!("{}: trust bundle", m.uri))
+            tls::parse_pem_certs(m.trust_pem.as_bytes(), &format!("{}: trust bundle", m.uri))
                 .map_err(|e| usage(e.to_string()))?,
         );
         bundle_name = format!("{} (trust bundle)", m.uri);
@@ -585,11 +572,24 @@ fn gather(
 
     if let Some(h) = &hub {
         if !is_host_name(h) {
-            return Err(usage(format!("--iothub-hostname {h:?} is not a host name")));
+            return Err(usage(format!(
+                "--iothub-hostname {:?} is not a host name",
+                cut(h)
+            )));
         }
         vars.insert("iothub_hostname".into(), h.clone());
     }
     if let Some(d) = &device {
+        if let Some(problem) = device_id_problem(d) {
+            let from = if args.device_id.is_some() {
+                "--device-id"
+            } else if args.connection_string.is_some() {
+                "--connection-string: DeviceId"
+            } else {
+                "device_id"
+            };
+            return Err(usage(format!("{from}: the device id {problem}")));
+        }
         vars.insert("device_id".into(), d.clone());
     }
     for (var, flag, value) in [
@@ -602,7 +602,7 @@ fn gather(
     ] {
         if let Some(v) = value {
             if !is_host_name(v) {
-                return Err(usage(format!("{flag} {v:?} is not a host name")));
+                return Err(usage(format!("{flag} {:?} is not a host name", cut(v))));
             }
             vars.insert(var.into(), v.clone());
         }
@@ -645,7 +645,9 @@ fn gather(
                 .to_owned();
             if !is_host_name(&endpoint) || !is_host_name(scope) {
                 return Err(usage(format!(
-                    "--dps-endpoint {endpoint:?} / --id-scope {scope:?}: not usable names"
+                    "--dps-endpoint {:?} / --id-scope {:?}: not usable names",
+                    cut(&endpoint),
+                    cut(scope)
                 )));
             }
             vars.insert("dps_endpoint".into(), endpoint);
@@ -845,8 +847,34 @@ fn proxy_consistency(root: &std::path::Path, cfg: Option<&EdgeConfig>) -> Outcom
     )
 }
 
+/// A DNS name or address: at most 253 printable ASCII characters, none that a URL or a
+/// terminal would read as something else.
 fn is_host_name(h: &str) -> bool {
-    !h.trim().is_empty() && !h.contains(['/', ' ', '@', '?', '#'])
+    !h.trim().is_empty()
+        && h.len() <= 253
+        && h.bytes().all(|b| b.is_ascii_graphic())
+        && !h.contains(['/', '@', '?', '#'])
+}
+
+/// IoT Hub device ids: at most 128 printable ASCII characters, no spaces (IoT Hub's rule).
+fn device_id_problem(d: &str) -> Option<&'static str> {
+    if d.is_empty() {
+        Some("is empty")
+    } else if d.len() > 128 {
+        Some("is longer than 128 characters")
+    } else if !d.bytes().all(|b| b.is_ascii_graphic()) {
+        Some("holds spaces, control characters or non-ASCII characters")
+    } else {
+        None
+    }
+}
+
+/// A value short enough to echo in an error.
+fn cut(v: &str) -> String {
+    match v.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...", &v[..i]),
+        None => v.to_owned(),
+    }
 }
 
 fn hint(var: &str) -> &'static str {
@@ -869,13 +897,16 @@ pub(crate) fn selected(args: &CheckArgs, id: &str) -> bool {
 fn plan(catalog: &Catalog, args: &CheckArgs, vars: &Vars) -> Result<Vec<Planned>, AppError> {
     let ids = catalog.ids();
     for p in args.only.iter().chain(&args.skip) {
-        let known = ids.iter().any(|id| matches_pattern(p, id))
-            || DERIVED.iter().any(|d| matches_pattern(p, d.id))
-            || OTHER_IDS.iter().any(|id| matches_pattern(p, id))
-            || crate::registries::known_pattern(p);
+        // No id is that long; do not match (or echo) a huge pattern.
+        let known = p.len() <= 200
+            && (ids.iter().any(|id| matches_pattern(p, id))
+                || DERIVED.iter().any(|d| matches_pattern(p, d.id))
+                || OTHER_IDS.iter().any(|id| matches_pattern(p, id))
+                || crate::registries::known_pattern(p));
         if !known {
             return Err(usage(format!(
-                "--only/--skip: {p:?} matches no check (see `edgeprobe list`)"
+                "--only/--skip: {:?} matches no check (see `edgeprobe list`)",
+                cut(p)
             )));
         }
     }
@@ -1175,6 +1206,11 @@ pub async fn check_with_facts(
     } else {
         Endpoint::Iothub
     };
+    // The one boundary: whatever came from peers and errors, on the host or in the
+    // container, loses every secret the run knew before the verdict quotes it.
+    let secrets = run_secrets(args, &inputs, cfg.as_ref());
+    let scrubber = Scrubber::of(&secrets);
+    scrubber.scrub_results(&mut results);
     let protocol_selected = |up: UpstreamProtocol| {
         catalog
             .checks()
@@ -1271,27 +1307,6 @@ pub async fn check_with_facts(
         Some(side) => format!("host+{}", side.vantage()),
         None => Vantage::Host.to_string(),
     };
-    let mut secrets: Vec<Secret> = Vec::new();
-    if let Some(Credentials::SasKey(k) | Credentials::SignedToken(k)) =
-        inputs.identity.as_ref().map(|i| &i.credentials)
-    {
-        secrets.push(k.clone());
-    }
-    if let Some(k) = inputs.dps.as_ref().and_then(|d| d.key.clone()) {
-        secrets.push(k);
-    }
-    if let Some(p) = inputs.proxy.as_ref().and_then(|p| p.password.clone()) {
-        secrets.push(p);
-    }
-    for raw in [&args.sas_key, &args.connection_string, &args.dps_group_key]
-        .into_iter()
-        .flatten()
-    {
-        secrets.push(Secret::new(raw.clone()));
-    }
-    if let Some(c) = &cfg {
-        secrets.extend(c.secrets().into_iter().cloned());
-    }
     let network_inspect = match &side {
         Some(side) => side
             .engine
@@ -1301,6 +1316,11 @@ pub async fn check_with_facts(
             .flatten(),
         None => None,
     };
+    // The boundary again, for the derived checks and the notes.
+    scrubber.scrub_results(&mut results);
+    for note in &mut context.notes {
+        *note = scrubber.scrub(note);
+    }
     let facts = RunFacts {
         config: cfg,
         container_resolv_conf: container_run.as_ref().and_then(|r| r.resolv_conf.clone()),
@@ -1319,4 +1339,35 @@ pub async fn check_with_facts(
         },
         facts,
     ))
+}
+
+/// Every secret the run knows, to scrub from reports and bundles.
+fn run_secrets(args: &CheckArgs, inputs: &Inputs, cfg: Option<&EdgeConfig>) -> Vec<Secret> {
+    let mut secrets: Vec<Secret> = Vec::new();
+    if let Some(Credentials::SasKey(k) | Credentials::SignedToken(k)) =
+        inputs.identity.as_ref().map(|i| &i.credentials)
+    {
+        secrets.push(k.clone());
+    }
+    if let Some(k) = inputs.dps.as_ref().and_then(|d| d.key.clone()) {
+        secrets.push(k);
+    }
+    if let Some(proxy) = &inputs.proxy {
+        if let Some(p) = &proxy.password {
+            // Also as `user:password`, the form Basic auth sends (base64) and URLs carry.
+            let user = proxy.username.as_deref().unwrap_or_default();
+            secrets.push(Secret::new(format!("{user}:{}", p.expose())));
+            secrets.push(p.clone());
+        }
+    }
+    for raw in [&args.sas_key, &args.connection_string, &args.dps_group_key]
+        .into_iter()
+        .flatten()
+    {
+        secrets.push(Secret::new(raw.clone()));
+    }
+    if let Some(c) = cfg {
+        secrets.extend(c.secrets().into_iter().cloned());
+    }
+    secrets
 }

@@ -23,6 +23,9 @@ fn port_fault(name: &str) -> Result<PortFault, String> {
         "untrusted-cert" => PortFault::UntrustedCert,
         "wrong-name" => PortFault::WrongName,
         "expired-cert" => PortFault::ExpiredCert,
+        "echo" => PortFault::Echo,
+        "self-signed" => PortFault::SelfSigned,
+        "endless-body" => PortFault::EndlessBody,
         other => return Err(format!("unknown port fault {other:?}")),
     })
 }
@@ -45,7 +48,7 @@ pub async fn run(args: &ServeArgs) -> Result<u8, AppError> {
     for d in &args.device {
         let (id, key) = d
             .split_once(':')
-            .ok_or_else(|| usage(format!("--device {d:?}: expected ID:KEY")))?;
+            .ok_or_else(|| usage("--device: expected ID:KEY".to_owned()))?;
         options.devices.push((id.to_owned(), Secret::new(key)));
     }
     for f in &args.fault {
