@@ -176,3 +176,54 @@ async fn an_echoing_peer_never_gets_a_secret_into_the_report() {
     let r = run(args).await;
     assert_nothing_secret("connection string", &r.stdout());
 }
+
+// Regression (issue 14): a user's check of another host was handed the device's SAS token
+// (and its client certificate). Credentials go only to the services they belong to.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalog_check_of_another_host_never_gets_the_device_s_credentials() {
+    // A broker that would accept the device's key, had it been given.
+    let broker = Hub::start_with(HubFaults::default(), |o| {
+        o.hostname = "broker.example".into();
+    })
+    .await;
+    let hub = Hub::start(HubFaults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mine.toml"),
+        "[[check]]\nid = \"plant-broker\"\ntitle = \"Plant broker\"\nendpoint = \"device\"\nprotocol = \"mqtt\"\nhost = \"broker.example\"\n\n\
+         [[check]]\nid = \"sneaky-broker\"\ntitle = \"Declared as IoT Hub\"\nendpoint = \"iothub\"\nprotocol = \"amqp\"\nhost = \"broker.example\"\n",
+    )
+    .unwrap();
+    let both = dir.path().join("both.pem");
+    std::fs::write(&both, format!("{}{}", hub.hub.ca_pem, broker.hub.ca_pem)).unwrap();
+    let mut args = hub.args(5.0);
+    set_arg(&mut args, "--trust-bundle", &both.display().to_string());
+    args.extend(broker.hub.connect_to_args());
+    args.extend([
+        "--vantage".into(),
+        "host".into(),
+        "--checks-dir".into(),
+        dir.path().display().to_string(),
+        "--only".into(),
+        "plant-broker,sneaky-broker,iothub-mqtt".into(),
+    ]);
+    let rep = run(args).await.json();
+    // The device's own hub still gets them (and accepts them)...
+    let own = crate::support::check(&rep, "iothub-mqtt");
+    assert_eq!(own.auth.as_deref(), Some("ok"), "{}", own.message);
+    // ...the other host does not: the broker saw no token, so it never accepted the device.
+    for id in ["plant-broker", "sneaky-broker"] {
+        let c = crate::support::check(&rep, id);
+        assert_ne!(
+            c.auth.as_deref(),
+            Some("ok"),
+            "{id} presented credentials: {}",
+            c.message
+        );
+        assert_ne!(
+            c.reason, "auth_rejected",
+            "{id}: nothing was presented to refuse: {}",
+            c.message
+        );
+    }
+}

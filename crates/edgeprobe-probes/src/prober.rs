@@ -54,6 +54,25 @@ pub struct ProbeSettings {
     pub no_auth: bool,
     /// The registries the registry checks may pull from: image and credentials.
     pub registries: Vec<crate::registry::RegistryAccess>,
+    /// The hosts of the services the device's credentials belong to (its IoT Hub, DPS,
+    /// parent, gateway or edgeHub). Credentials — a token, a client certificate — go to
+    /// these only: a check of any other host, whatever its catalog entry says, presents none.
+    pub credential_hosts: Vec<String>,
+}
+
+impl ProbeSettings {
+    /// Whether a check of `endpoint` at `host` may present the device's credentials.
+    pub fn may_present(&self, endpoint: Endpoint, host: &str) -> bool {
+        !self.no_auth
+            && matches!(
+                endpoint,
+                Endpoint::Iothub | Endpoint::Parent | Endpoint::Gateway | Endpoint::Dps
+            )
+            && self
+                .credential_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+    }
 }
 
 impl ProbeSettings {
@@ -136,6 +155,16 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// The TLS settings for this check: with the device's client certificate only towards
+    /// the services it belongs to.
+    fn tls_settings(&self) -> std::borrow::Cow<'_, TlsSettings> {
+        if self.s.tls.has_client_cert() && !self.s.may_present(self.check.endpoint, self.host) {
+            std::borrow::Cow::Owned(self.s.tls.without_client_cert())
+        } else {
+            std::borrow::Cow::Borrowed(&self.s.tls)
+        }
+    }
+
     fn proxy(&self) -> Option<&ProxyConfig> {
         self.s
             .proxy
@@ -230,10 +259,11 @@ impl Job<'_> {
                             format!("proxy {}: {m}", p.redacted()),
                         )
                     })?;
+                // A proxy is never one of the device's services: no client certificate.
                 proxy::connect(
                     Box::new(stream),
                     p,
-                    &self.s.tls,
+                    &self.s.tls.without_client_cert(),
                     self.host,
                     self.port,
                     self.rec,
@@ -246,8 +276,9 @@ impl Job<'_> {
 
     async fn walk(&self, use_proxy: bool, facts: &mut TlsFacts) -> Result<Outcome, Failure> {
         let io = self.transport(use_proxy).await?;
+        let settings = self.tls_settings();
         let tls: BoxIo = Box::new(
-            tls::handshake(io, self.host, &self.s.tls, self.rec, self.deadline, facts).await?,
+            tls::handshake(io, self.host, &settings, self.rec, self.deadline, facts).await?,
         );
         match self.check.protocol {
             Protocol::Mqtt => self.mqtt(tls).await,
@@ -291,7 +322,7 @@ impl Job<'_> {
     /// The identity to present, if credentials are to be used.
     fn credentials(&self) -> (Option<&DeviceIdentity>, Option<Result<Secret, String>>) {
         let identity = self.s.identity.as_ref();
-        if self.s.no_auth {
+        if !self.s.may_present(self.check.endpoint, self.host) {
             return (identity, None);
         }
         let token = identity.and_then(|i| match &i.credentials {
@@ -305,7 +336,7 @@ impl Job<'_> {
     }
 
     fn uses_x509(&self) -> bool {
-        !self.s.no_auth
+        self.s.may_present(self.check.endpoint, self.host)
             && self
                 .s
                 .identity
@@ -324,7 +355,7 @@ impl Job<'_> {
         if self.check.endpoint == Endpoint::Dps {
             let dps = self.s.dps.as_ref();
             let token = dps
-                .filter(|_| !self.s.no_auth)
+                .filter(|_| self.s.may_present(self.check.endpoint, self.host))
                 .and_then(|d| d.sas_token())
                 .map(|r| r.map_err(|e| e.to_string()));
             let (password, unusable) = split(token);
@@ -438,7 +469,7 @@ impl Job<'_> {
         if self.check.endpoint == Endpoint::Dps {
             let dps = self.s.dps.as_ref();
             let token = dps
-                .filter(|_| !self.s.no_auth)
+                .filter(|_| self.s.may_present(self.check.endpoint, self.host))
                 .and_then(|d| d.sas_token())
                 .map(|r| r.map_err(|e| e.to_string()));
             let (sasl, unusable) = match (dps, token) {
@@ -838,8 +869,9 @@ pub(crate) async fn open_tls(
     let use_proxy = check.protocol.proxiable() && job.proxy().is_some();
     let io = job.transport(use_proxy).await?;
     let mut facts = TlsFacts::default();
+    let settings = job.tls_settings();
     Ok(Box::new(
-        tls::handshake(io, host, &s.tls, rec, deadline, &mut facts).await?,
+        tls::handshake(io, host, &settings, rec, deadline, &mut facts).await?,
     ))
 }
 

@@ -237,6 +237,15 @@ impl TlsSettings {
         Ok(self)
     }
 
+    /// The same settings without the client certificate: for hosts the device's identity
+    /// does not belong to.
+    pub fn without_client_cert(&self) -> TlsSettings {
+        TlsSettings {
+            client_auth: None,
+            ..self.clone()
+        }
+    }
+
     /// Whether a client certificate is configured.
     pub fn has_client_cert(&self) -> bool {
         self.client_auth.is_some()

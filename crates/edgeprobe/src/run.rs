@@ -1036,6 +1036,16 @@ pub async fn check_with_facts(
             no_proxy: inputs.no_proxy.clone(),
             no_auth: args.no_auth,
             registries: registries.iter().map(|r| r.access.clone()).collect(),
+            credential_hosts: [
+                "iothub_hostname",
+                "dps_endpoint",
+                "parent_hostname",
+                "gateway_hostname",
+                "edgehub_hostname",
+            ]
+            .iter()
+            .filter_map(|v| inputs.vars.get(*v).cloned())
+            .collect(),
         }))
     };
 
