@@ -13,13 +13,18 @@ use crate::docker::{start_remote_hub, DockerNet, Link};
 use crate::support::{bin, sh, Hub, IptablesRule, Netns, DEVICE, HUB, KEY};
 
 /// `edgeprobe serve` as a process on an ephemeral loopback port; killed on drop.
-struct Serve {
+pub struct Serve {
     child: Child,
-    addr: String,
+    pub addr: String,
 }
 
 impl Serve {
-    fn start(args: &[String]) -> Serve {
+    pub fn start(args: &[String]) -> Serve {
+        Serve::start_env(args, &[])
+    }
+
+    /// With extra environment variables (IoT Edge's, for a module).
+    pub fn start_env(args: &[String], env: &[(String, String)]) -> Serve {
         let mut child = Command::new(bin())
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
@@ -28,6 +33,7 @@ impl Serve {
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .env_remove("EDGEPROBE_SAS_KEY")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -58,12 +64,12 @@ impl Serve {
     }
 
     /// GET `path`: (status, body).
-    fn get(&self, path: &str) -> (u16, String) {
+    pub fn get(&self, path: &str) -> (u16, String) {
         get(&format!("http://{}{path}", self.addr))
     }
 
     /// Polls `path` until `done` holds for its body (bounded: the runs have deadlines).
-    fn wait_for(&self, path: &str, done: impl Fn(u16, &str) -> bool) -> String {
+    pub fn wait_for(&self, path: &str, done: impl Fn(u16, &str) -> bool) -> String {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let (status, body) = self.get(path);
@@ -90,7 +96,7 @@ impl Drop for Serve {
     }
 }
 
-fn get(url: &str) -> (u16, String) {
+pub fn get(url: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "--max-time", "30", "-w", "\n%{http_code}", url])
         .output()

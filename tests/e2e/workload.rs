@@ -156,3 +156,124 @@ async fn a_wrong_generation_or_a_missing_socket_is_one_line_naming_the_socket() 
     );
     assert!(r.stderr().contains("cannot connect"), "{}", r.stderr());
 }
+
+/// Polls `done` until it holds (the module's twin traffic is asynchronous; bounded).
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_as_a_module_keeps_its_twin_current_and_answers_the_check_method() {
+    // One simulated service plays IoT Hub and the module's edgeHub, named like the gateway
+    // (`localhost`), so the module's MQTT connection verifies with the Edge CA by name.
+    let hub = Hub::start_with(HubFaults::default(), |o| {
+        o.hostname = "localhost".into();
+        o.devices = vec![(
+            format!("{DEVICE}/modules/{MODULE}"),
+            edgeprobe_iotedge::secret::Secret::new(MODULE_KEY),
+        )];
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = WorkloadApi::start(
+        dir.path(),
+        WorkloadOptions {
+            module_id: MODULE.into(),
+            generation_id: GENERATION.into(),
+            key: edgeprobe_iotedge::secret::Secret::new(MODULE_KEY),
+            trust_bundle_pem: hub.hub.ca_pem.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let mut env = module_env(&api, GENERATION);
+    for (k, v) in &mut env {
+        if k == "IOTEDGE_IOTHUBHOSTNAME" || k == "IOTEDGE_GATEWAYHOSTNAME" {
+            *v = "localhost".into();
+        }
+    }
+    let mut args: Vec<String> = [
+        "serve",
+        "--no-config",
+        "--vantage",
+        "host",
+        "--timeout",
+        "5",
+        "--interval",
+        "3600",
+        "--min-interval",
+        "0.2",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(hub.hub.connect_to_args());
+    let s = crate::module::Serve::start_env(&args, &env);
+    let twin = hub.hub.twin.clone();
+
+    // The first run lands in the reported properties, written once.
+    eventually("the first run is reported", || {
+        twin.reported()["edgeprobe"]["ready"] == serde_json::json!(true)
+    });
+    let reported = twin.reported();
+    let amqp = &reported["edgeprobe"]["protocols"]["Amqp"];
+    assert_eq!(
+        (amqp["works"].clone(), amqp["auth"].clone()),
+        (true.into(), "ok".into()),
+        "{reported}"
+    );
+    assert_eq!(reported["edgeprobe"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(twin.reported_patches(), 1);
+
+    // A second run with the same results writes nothing; a desired interval does.
+    s.wait_for("/probe", |_, _| {
+        s.get("/history.json").1.contains("\"runs_total\": 2")
+    });
+    twin.set_desired(serde_json::json!({"interval": 7200}));
+    eventually("the new interval is reported", || {
+        twin.reported()["edgeprobe"]["settings"]["interval"] == serde_json::json!(7200.0)
+    });
+    assert_eq!(twin.reported_patches(), 2, "{}", twin.reported());
+
+    // A bad desired value is reported and ignored, never a crash.
+    twin.set_desired(serde_json::json!({"timeout": "fast"}));
+    eventually("the bad value is reported", || {
+        twin.reported()["edgeprobe"]["desired_errors"]["timeout"].is_string()
+    });
+    assert_eq!(
+        twin.reported()["edgeprobe"]["settings"]["timeout"],
+        serde_json::json!(5.0)
+    );
+    assert_eq!(s.get("/healthz").0, 200);
+
+    // The direct method `check` answers the report; its verdict is /report.json's.
+    let wait = std::time::Duration::from_secs(20);
+    let (status, report) = twin
+        .invoke("check", serde_json::json!({}), wait)
+        .await
+        .expect("an answer");
+    assert_eq!(status, 200, "{report}");
+    let (_, local) = s.get("/report.json");
+    let local: serde_json::Value = serde_json::from_str(&local).unwrap();
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["ready"], local["ready"]);
+    assert_eq!(
+        report["upstream_protocols"]["Amqp"]["works"],
+        local["upstream_protocols"]["Amqp"]["works"]
+    );
+    let (status, _) = twin
+        .invoke("check", serde_json::json!({"timeout": "x"}), wait)
+        .await
+        .expect("an answer");
+    assert_eq!(status, 400);
+    let (status, _) = twin
+        .invoke("reboot", serde_json::json!({}), wait)
+        .await
+        .expect("an answer");
+    assert_eq!(status, 404);
+    // No key or token in what the module logged or answered.
+    assert!(!report.to_string().contains(MODULE_KEY));
+}

@@ -265,8 +265,12 @@ fn something_to_check(
     ]
     .iter()
     .any(|v| inputs.vars.contains_key(*v));
+    // An IoT Edge module learns who it is from the workload API (`crate::workload`).
+    let module = std::env::var_os("IOTEDGE_WORKLOADURI").is_some()
+        && std::env::var_os("IOTEDGE_IOTHUBHOSTNAME").is_some();
     if cfg.is_some()
         || named
+        || module
         || !args.registry.is_empty()
         || args.checks_dir.is_some()
         || !args.only.is_empty()

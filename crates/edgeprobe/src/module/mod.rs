@@ -15,6 +15,8 @@
 
 /// The ring of past runs and the failure counters, kept in the state directory.
 mod history;
+/// The module's twin (reported and desired properties) and its direct method `check`.
+mod twin;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -43,6 +45,17 @@ struct Latest {
     report: RunReport,
 }
 
+/// What the twin's desired properties set; `None` keeps the command line's value.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub interval: Option<f64>,
+    pub timeout: Option<f64>,
+    pub only: Option<Vec<String>>,
+    pub skip: Option<Vec<String>>,
+    /// Desired values that were refused, with why (reported back, never fatal).
+    pub errors: serde_json::Map<String, serde_json::Value>,
+}
+
 /// Everything the endpoints and the scheduler share.
 struct Module {
     args: ModuleArgs,
@@ -56,6 +69,12 @@ struct Module {
     notes: Vec<String>,
     /// Held while a run is in flight: runs never overlap.
     running: tokio::sync::Mutex<()>,
+    /// The twin's desired properties in force.
+    desired: Mutex<Desired>,
+    /// Bumped after each full run and each change of settings (the twin reports then).
+    runs_changed: tokio::sync::watch::Sender<u64>,
+    /// Wakes the scheduler when the interval changed.
+    reschedule: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -159,6 +178,9 @@ pub async fn run(mut args: ModuleArgs) -> Result<u8, AppError> {
         history: Mutex::new(history),
         notes,
         running: tokio::sync::Mutex::new(()),
+        desired: Mutex::new(Desired::default()),
+        runs_changed: tokio::sync::watch::channel(0).0,
+        reschedule: tokio::sync::Notify::new(),
         args,
     });
     log(&format!(
@@ -179,7 +201,10 @@ pub async fn run(mut args: ModuleArgs) -> Result<u8, AppError> {
     ));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(schedule(module.clone(), stop_rx));
+    let scheduler = tokio::spawn(schedule(module.clone(), stop_rx.clone()));
+    // As an IoT Edge module: the twin and the direct method, over edgeHub.
+    let twin = std::env::var_os("IOTEDGE_WORKLOADURI")
+        .map(|_| tokio::spawn(twin::run(module.clone(), stop_rx)));
     let mut stop = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
@@ -203,6 +228,9 @@ pub async fn run(mut args: ModuleArgs) -> Result<u8, AppError> {
     let budget = Duration::from_secs_f64(module.args.check.timeout) + Duration::from_secs(5);
     let _ = tokio::time::timeout(budget, module.running.lock()).await;
     scheduler.abort();
+    if let Some(t) = twin {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
     log("stopped");
     Ok(0)
 }
@@ -236,14 +264,25 @@ async fn schedule(module: Arc<Module>, mut stop: tokio::sync::watch::Receiver<bo
         if *stop.borrow() {
             return;
         }
-        if let Err(e) = module.run_now(Vec::new()).await {
+        let ran = Instant::now();
+        if let Err(e) = module.run_now(Vec::new(), None).await {
             log(&format!("run failed: {}", crate::error_line(&e)));
         }
         n += 1;
-        let wait = jittered(module.args.interval, seed.wrapping_add(n));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
+        // The next run is an interval after this one; a new interval (the twin's desired
+        // properties) takes effect at once.
+        loop {
+            let interval = module
+                .desired()
+                .interval
+                .unwrap_or(module.args.interval)
+                .max(module.args.min_interval);
+            let next = ran + jittered(interval, seed.wrapping_add(n));
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => break,
+                _ = module.reschedule.notified() => continue,
+                _ = stop.changed() => return,
+            }
         }
     }
 }
@@ -255,6 +294,23 @@ fn jittered(interval: f64, seed: u64) -> Duration {
 }
 
 impl Module {
+    /// The twin's desired properties in force.
+    fn desired(&self) -> Desired {
+        lock(&self.desired).clone()
+    }
+
+    /// Takes desired properties (the whole document or a patch).
+    fn apply_desired(&self, desired: &serde_json::Value) {
+        lock(&self.desired).apply(desired, self.args.min_interval);
+        self.reschedule.notify_waiters();
+        self.runs_changed.send_modify(|n| *n += 1);
+    }
+
+    /// The latest full run.
+    fn latest(&self) -> Option<Arc<Latest>> {
+        lock(&self.runs).get("").cloned()
+    }
+
     /// The latest run of a selection (`""` is the full one), when it is younger than the floor.
     fn fresh(&self, key: &str) -> Option<Arc<Latest>> {
         lock(&self.runs)
@@ -265,7 +321,11 @@ impl Module {
 
     /// Runs the checks now, or hands back the last run of the same selection when it is
     /// younger than the floor. Runs never overlap: a burst of requests waits for one run.
-    async fn run_now(&self, only: Vec<String>) -> Result<Arc<Latest>, AppError> {
+    async fn run_now(
+        &self,
+        only: Vec<String>,
+        timeout: Option<f64>,
+    ) -> Result<Arc<Latest>, AppError> {
         let key = only.join(",");
         if let Some(l) = self.fresh(&key) {
             return Ok(l);
@@ -275,8 +335,17 @@ impl Module {
             return Ok(l);
         }
         let mut args = self.args.check.clone();
+        let desired = self.desired();
         if !only.is_empty() {
             args.only = only;
+        } else if let Some(o) = desired.only {
+            args.only = o;
+        }
+        if let Some(s) = desired.skip {
+            args.skip = s;
+        }
+        if let Some(t) = timeout.or(desired.timeout) {
+            args.timeout = t;
         }
         let mut report = crate::run::check(&args, RunContext::default()).await?;
         if let Some(network) = &self.network {
@@ -301,7 +370,11 @@ impl Module {
             at: Instant::now(),
             report,
         });
+        let full = key.is_empty();
         lock(&self.runs).insert(key, latest.clone());
+        if full {
+            self.runs_changed.send_modify(|n| *n += 1);
+        }
         Ok(latest)
     }
 
@@ -461,7 +534,7 @@ async fn handle(
             "only GET\n".into(),
         ));
     }
-    let latest = || lock(&module.runs).get("").cloned();
+    let latest = || module.latest();
     Ok(match req.uri().path() {
         "/metrics" => reply(
             StatusCode::OK,
@@ -470,7 +543,7 @@ async fn handle(
         ),
         "/probe" => {
             let only = selection(req.uri().query());
-            match module.run_now(only).await {
+            match module.run_now(only, None).await {
                 Ok(l) => {
                     let identity: Vec<(&str, &str)> = module
                         .identity
