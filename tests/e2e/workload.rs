@@ -12,9 +12,11 @@ const MODULE_KEY: &str = "bW9kdWxlLWtleS1mb3ItZWRnZXByb2JlLXRlc3RzLTE=";
 const MODULE: &str = "edgeprobe";
 const GENERATION: &str = "637890123456789012";
 
-/// A hub that knows the module identity only (not the device's key), and the workload API.
-async fn setup() -> (Hub, WorkloadApi, tempfile::TempDir) {
+/// A hub named `hostname` that knows the module identity only (not the device's key), and
+/// the workload API, whose trust bundle is the hub's CA.
+async fn setup_named(hostname: &str) -> (Hub, WorkloadApi, tempfile::TempDir) {
     let hub = Hub::start_with(HubFaults::default(), |o| {
+        o.hostname = hostname.into();
         o.devices = vec![(
             format!("{DEVICE}/modules/{MODULE}"),
             edgeprobe_iotedge::secret::Secret::new(MODULE_KEY),
@@ -34,6 +36,10 @@ async fn setup() -> (Hub, WorkloadApi, tempfile::TempDir) {
     .await
     .unwrap();
     (hub, api, dir)
+}
+
+async fn setup() -> (Hub, WorkloadApi, tempfile::TempDir) {
+    setup_named(HUB).await
 }
 
 fn module_env(api: &WorkloadApi, generation: &str) -> Vec<(String, String)> {
@@ -170,26 +176,7 @@ fn eventually(what: &str, done: impl Fn() -> bool) {
 async fn serve_as_a_module_keeps_its_twin_current_and_answers_the_check_method() {
     // One simulated service plays IoT Hub and the module's edgeHub, named like the gateway
     // (`localhost`), so the module's MQTT connection verifies with the Edge CA by name.
-    let hub = Hub::start_with(HubFaults::default(), |o| {
-        o.hostname = "localhost".into();
-        o.devices = vec![(
-            format!("{DEVICE}/modules/{MODULE}"),
-            edgeprobe_iotedge::secret::Secret::new(MODULE_KEY),
-        )];
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let api = WorkloadApi::start(
-        dir.path(),
-        WorkloadOptions {
-            module_id: MODULE.into(),
-            generation_id: GENERATION.into(),
-            key: edgeprobe_iotedge::secret::Secret::new(MODULE_KEY),
-            trust_bundle_pem: hub.hub.ca_pem.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    let (hub, api, _dir) = setup_named("localhost").await;
     let mut env = module_env(&api, GENERATION);
     for (k, v) in &mut env {
         if k == "IOTEDGE_IOTHUBHOSTNAME" || k == "IOTEDGE_GATEWAYHOSTNAME" {

@@ -320,24 +320,22 @@ pub struct DemoArgs {
     pub timeout: f64,
 }
 
-fn parse_interval(s: &str) -> Result<f64, String> {
+/// A number of seconds (`30` or `30s`) from 0.1 to `max`.
+fn seconds(s: &str, max: f64) -> Result<f64, String> {
     let v: f64 = s
         .trim_end_matches('s')
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(0.1..=86_400.0).contains(&v) {
-        return Err(format!("{v} is out of range (0.1 to 86400 seconds)"));
+    if !(0.1..=max).contains(&v) {
+        return Err(format!("{v} is out of range (0.1 to {max} seconds)"));
     }
     Ok(v)
 }
 
+fn parse_interval(s: &str) -> Result<f64, String> {
+    seconds(s, 86_400.0)
+}
+
 fn parse_timeout(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim_end_matches('s')
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(0.1..=3600.0).contains(&v) {
-        return Err(format!("{v} is out of range (0.1 to 3600 seconds)"));
-    }
-    Ok(v)
+    seconds(s, 3600.0)
 }
