@@ -162,6 +162,16 @@ fn judge_one(
                 && r.outcome.status != Status::Skip
         })
         .collect();
+    // A check the run's deadline cut short while it was still answering says nothing about
+    // the network: it is left out of the judgement, and alone it leaves the protocol unjudged.
+    let cut_short = !evidence.is_empty()
+        && evidence
+            .iter()
+            .all(|r| r.outcome.reason == Reason::Deadline);
+    let evidence: Vec<&CheckResult> = evidence
+        .into_iter()
+        .filter(|r| r.outcome.reason != Reason::Deadline)
+        .collect();
     let tested = !evidence.is_empty();
     let works = tested && evidence.iter().all(|r| r.outcome.protocol_proven());
     let auth = if evidence
@@ -190,6 +200,10 @@ fn judge_one(
                 Status::Skip => 0,
             });
     let (reason, why) = match worst {
+        None if cut_short => (
+            Reason::Deadline,
+            "not judged: the run's deadline cut its check short while it was still answering (raise --timeout)".to_owned(),
+        ),
         None if !selected => (
             Reason::NotConfigured,
             "not checked: the selection (--only/--skip) left it out".to_owned(),
@@ -275,13 +289,19 @@ fn recommend(
         );
     };
     if !tested(effective) {
-        // Judge only what ran: the protocol the runtime would use was left out.
+        // Judge only what ran: the protocol the runtime would use was left out, or the
+        // run's deadline cut it short.
         let what = match configured {
             Some(c) => format!("the configured UpstreamProtocol {c}"),
             None => "Amqp (UpstreamProtocol is unset)".to_owned(),
         };
+        let why = protocols
+            .iter()
+            .find(|v| v.protocol == effective)
+            .map(|v| v.why.clone())
+            .unwrap_or_default();
         return none(
-            format!("{what} was not checked; of the checked protocols, {best} works"),
+            format!("{what} was not judged ({why}); of the checked protocols, {best} works"),
             false,
         );
     }
@@ -830,7 +850,29 @@ mod tests {
         );
         assert_eq!(v.recommendation.upstream_protocol, None);
         assert!(!v.recommendation.change_needed);
-        assert!(v.recommendation.why.contains("Mqtt was not checked"));
+        assert!(
+            v.recommendation
+                .why
+                .contains("Mqtt was not judged (not checked"),
+            "{}",
+            v.recommendation.why
+        );
+        assert_eq!(configured_protocol_outcome(&v).status, Status::Skip);
+    }
+
+    #[test]
+    fn a_check_the_deadline_cut_short_leaves_its_protocol_unjudged() {
+        let mut amqp = result(Protocol::Amqp, false, None);
+        amqp.outcome.status = Status::Warn;
+        amqp.outcome.reason = Reason::Deadline;
+        let results = vec![amqp, result(Protocol::Mqtt, true, Some(AuthState::Ok))];
+        let v = judge(&results, Endpoint::Iothub, None, |_| true);
+        let a = v.get(UpstreamProtocol::Amqp);
+        assert!(!a.tested && !a.works);
+        assert_eq!(a.reason, Reason::Deadline);
+        // No switch is advised on a protocol that was never judged.
+        assert!(!v.recommendation.change_needed, "{:?}", v.recommendation);
+        assert!(v.recommendation.why.contains("raise --timeout"));
         assert_eq!(configured_protocol_outcome(&v).status, Status::Skip);
     }
 
