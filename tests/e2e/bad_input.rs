@@ -52,6 +52,14 @@ async fn bad_flags_and_files_exit_2_with_one_line_naming_the_culprit() {
     let checks = tempfile::tempdir().unwrap();
     write(&checks, "mine.toml", "[[check]]\nid = \"my-check\"\ntitle = \"t\"\nendpoint = \"device\"\nprotocol = \"smtp\"\nhost = \"h\"\n");
     let checks_dir = checks.path().display().to_string();
+    // A misspelt template variable and a protocol that is not a probe kind: errors at load
+    // time naming file, line and key, never a silent skip (issue 14).
+    let misspelt = tempfile::tempdir().unwrap();
+    write(&misspelt, "typo.toml", "[[check]]\nid = \"typo\"\ntitle = \"t\"\nendpoint = \"device\"\nprotocol = \"https\"\nhost = \"{iothub_host}\"\n");
+    let misspelt_dir = misspelt.path().display().to_string();
+    let not_a_probe = tempfile::tempdir().unwrap();
+    write(&not_a_probe, "dns.toml", "[[check]]\nid = \"resolver\"\ntitle = \"t\"\nendpoint = \"device\"\nprotocol = \"dns\"\nhost = \"h\"\n");
+    let not_a_probe_dir = not_a_probe.path().display().to_string();
     let base = ["check", "--iothub-hostname", "h.example", "--timeout", "1"];
     let dps = [
         "check",
@@ -92,6 +100,22 @@ async fn bad_flags_and_files_exit_2_with_one_line_naming_the_culprit() {
         (
             [&base[..], &["--checks-dir", &checks_dir]].concat(),
             "mine.toml: line 5: unknown variant `smtp`",
+        ),
+        (
+            [&base[..], &["--checks-dir", &misspelt_dir]].concat(),
+            "typo.toml: line 6: host: unknown variable \"iothub_host\" in check \"typo\"",
+        ),
+        (
+            [&base[..], &["--checks-dir", &not_a_probe_dir]].concat(),
+            "dns.toml: line 5: protocol: \"dns\" in \"resolver\" is not a probe kind",
+        ),
+        (
+            [&base[..], &["--var", "iothub_hostname=x"]].concat(),
+            "--var iothub_hostname: the run sets iothub_hostname itself",
+        ),
+        (
+            [&base[..], &["--var", "Plant=x"]].concat(),
+            "NAME is lowercase letters, digits and _",
         ),
         (
             [&base[..], &["--checks-dir", "/nonexistent/dir"]].concat(),

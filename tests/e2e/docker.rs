@@ -139,6 +139,12 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("ca.pem");
     std::fs::write(&bundle, &hub.ca_pem).unwrap();
+    let checks = tempfile::tempdir().unwrap();
+    std::fs::write(
+        checks.path().join("plant.toml"),
+        "[[check]]\nid = \"plant-api\"\ntitle = \"Plant API\"\nendpoint = \"device\"\nprotocol = \"https\"\nhost = \"{plant_host}\"\n",
+    )
+    .unwrap();
     let args = |timeout: &str| -> Vec<String> {
         let mut a: Vec<String> = [
             "check",
@@ -165,6 +171,13 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
         for (port, addr) in [(8883, &hub.mqtt), (5671, &hub.amqp), (443, &hub.https)] {
             a.extend(["--connect-to".into(), format!("{HUB}:{port}:{addr}")]);
         }
+        // A user's own check, its host from a --var: it runs from both vantages too.
+        a.extend([
+            "--checks-dir".into(),
+            checks.path().display().to_string(),
+            "--var".into(),
+            format!("plant_host={HUB}"),
+        ]);
         a
     };
 
@@ -183,6 +196,7 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
         "iothub-mqtt-ws",
         "iothub-amqp-ws",
         "iothub-https",
+        "plant-api",
     ] {
         let both: Vec<_> = rep.checks.iter().filter(|c| c.id == id).collect();
         assert_eq!(both.len(), 2, "{id} from both vantages");

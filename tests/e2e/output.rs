@@ -287,3 +287,44 @@ async fn junit_and_prometheus_outputs_parse_with_real_parsers() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_check_takes_its_host_from_a_var() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plant.toml"),
+        "[[check]]\nid = \"plant-api\"\ntitle = \"Plant API\"\nendpoint = \"device\"\nprotocol = \"https\"\nhost = \"{plant_host}\"\nrequired = true\n",
+    )
+    .unwrap();
+    let mut args = hub.args(5.0);
+    args.extend(
+        [
+            "--vantage",
+            "host",
+            "--checks-dir",
+            &dir.path().display().to_string(),
+            "--var",
+            "plant_host=testhub.azure-devices.net",
+            "--only",
+            "plant-api",
+        ]
+        .map(String::from),
+    );
+    let r = run(args.clone()).await;
+    let rep = r.json();
+    let c = crate::support::check(&rep, "plant-api");
+    assert_eq!(c.host.as_deref(), Some("testhub.azure-devices.net"));
+    assert_eq!(c.status, "pass", "{}", c.message);
+    assert_eq!(r.code(), 0);
+    // Without the variable the template cannot be filled: it is named, at load time.
+    let i = args.iter().position(|a| a == "--var").unwrap();
+    args.drain(i..i + 2);
+    let r = run(args).await;
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr().contains("unknown variable \"plant_host\""),
+        "{}",
+        r.stderr()
+    );
+}

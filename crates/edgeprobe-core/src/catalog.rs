@@ -67,6 +67,28 @@ pub struct Target {
 /// The values templates refer to (`iothub_hostname`, `dps_endpoint`, ...).
 pub type Vars = BTreeMap<String, String>;
 
+/// The variables a run knows of itself; a user adds more with `--var NAME=VALUE`.
+pub const RUN_VARS: &[&str] = &[
+    "iothub_hostname",
+    "device_id",
+    "dps_endpoint",
+    "id_scope",
+    "registration_id",
+    "parent_hostname",
+    "gateway_hostname",
+    "edgehub_hostname",
+];
+
+/// The protocols a catalog entry may probe; `dns`, `time`, `config` and `registry` are local
+/// facts or derived checks, never a catalog target.
+const PROBE_KINDS: [Protocol; 5] = [
+    Protocol::Mqtt,
+    Protocol::Amqp,
+    Protocol::MqttWs,
+    Protocol::AmqpWs,
+    Protocol::Https,
+];
+
 impl CheckDef {
     /// Every variable this check needs, in order of first appearance.
     pub fn needs(&self) -> Vec<String> {
@@ -101,6 +123,24 @@ impl CheckDef {
             port: self.port,
         })
     }
+}
+
+/// Only the five protocols are probe kinds a catalog entry may name.
+fn probe_kind(file: &str, text: &str, id: &str, p: Protocol) -> Result<(), CatalogError> {
+    if PROBE_KINDS.contains(&p) {
+        return Ok(());
+    }
+    let line = text
+        .find(&format!("\"{}\"", p.as_str()))
+        .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
+        .unwrap_or_default();
+    Err(CatalogError::invalid(
+        file,
+        format!(
+            "{line}protocol: {:?} in {id:?} is not a probe kind (mqtt, amqp, mqtt-ws, amqp-ws, https)",
+            p.as_str()
+        ),
+    ))
 }
 
 fn template_vars(template: &str) -> Vec<String> {
@@ -191,6 +231,8 @@ struct CheckDoc {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     checks: Vec<CheckDef>,
+    /// Variables beyond [`RUN_VARS`] that templates may name (`--var`).
+    user_vars: Vec<String>,
 }
 
 impl Catalog {
@@ -231,6 +273,44 @@ impl Catalog {
         Ok(())
     }
 
+    /// Lets templates of files added from now on name these variables too (`--var`).
+    pub fn allow_vars(&mut self, names: impl IntoIterator<Item = String>) {
+        self.user_vars.extend(names);
+    }
+
+    /// A misspelt variable is an error naming file, line and key, never a silent skip.
+    fn check_vars(&self, file: &str, text: &str, def: &CheckDef) -> Result<(), CatalogError> {
+        let known = |v: &str| RUN_VARS.contains(&v) || self.user_vars.iter().any(|u| u == v);
+        let mut named: Vec<(&str, String)> = template_vars(&def.host)
+            .into_iter()
+            .map(|v| ("host", v))
+            .collect();
+        named.extend(def.requires.iter().map(|v| ("requires", v.clone())));
+        named.extend(def.unless.iter().map(|v| ("unless", v.clone())));
+        match named.into_iter().find(|(_, v)| !known(v)) {
+            None => Ok(()),
+            Some((key, var)) => {
+                let line = text
+                    .find(&var)
+                    .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
+                    .unwrap_or_default();
+                Err(CatalogError::invalid(
+                    file,
+                    format!(
+                        "{line}{key}: unknown variable {var:?} in check {:?} (known: {}{})",
+                        def.id,
+                        RUN_VARS.join(", "),
+                        if self.user_vars.is_empty() {
+                            ", or your own with --var NAME=VALUE".to_owned()
+                        } else {
+                            format!(", {}", self.user_vars.join(", "))
+                        }
+                    ),
+                ))
+            }
+        }
+    }
+
     /// Parses one catalog file and appends its checks.
     pub fn add_text(&mut self, file: &str, text: &str) -> Result<(), CatalogError> {
         let doc: FileDoc = toml::from_str(text).map_err(|e| {
@@ -251,10 +331,12 @@ impl Catalog {
                 ));
             }
             for proto in &fam.protocols {
+                probe_kind(file, text, &fam.id, *proto)?;
                 let port = fam.ports.get(proto).copied().or(proto.default_port());
                 let port_text = port.map(|p| format!(" ({p})")).unwrap_or_default();
                 self.push(
                     file,
+                    text,
                     CheckDef {
                         id: format!("{}-{}", fam.id, proto.as_str()),
                         title: format!("{} over {}{port_text}", fam.title, proto.title()),
@@ -272,6 +354,7 @@ impl Catalog {
         }
         for c in doc.check {
             validate_id(file, &c.id)?;
+            probe_kind(file, text, &c.id, c.protocol)?;
             let port = c.port.or(c.protocol.default_port());
             if matches!(
                 c.protocol,
@@ -290,6 +373,7 @@ impl Catalog {
             }
             self.push(
                 file,
+                text,
                 CheckDef {
                     id: c.id,
                     title: c.title,
@@ -307,7 +391,8 @@ impl Catalog {
         Ok(())
     }
 
-    fn push(&mut self, file: &str, def: CheckDef) -> Result<(), CatalogError> {
+    fn push(&mut self, file: &str, text: &str, def: CheckDef) -> Result<(), CatalogError> {
+        self.check_vars(file, text, &def)?;
         if let Some(prior) = self.checks.iter().find(|c| c.id == def.id) {
             return Err(CatalogError::invalid(
                 file,

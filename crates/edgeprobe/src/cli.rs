@@ -237,6 +237,9 @@ pub struct CheckArgs {
     /// Add the *.toml check definitions of this directory to the catalog.
     #[arg(long, value_name = "DIR")]
     pub checks_dir: Option<PathBuf>,
+    /// A variable your checks' templates use: `{NAME}` becomes VALUE (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
     /// Prove every path without presenting credentials (the service's refusal is the proof).
     #[arg(long)]
     pub no_auth: bool,
@@ -299,6 +302,9 @@ pub struct ListArgs {
     /// Add the *.toml check definitions of this directory to the catalog.
     #[arg(long, value_name = "DIR")]
     pub checks_dir: Option<PathBuf>,
+    /// A variable your checks' templates use: `{NAME}` becomes VALUE (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -203,7 +203,7 @@ fn check_output_file(path: Option<&str>) -> Result<(), AppError> {
 /// the others would not. No probe is sent.
 pub fn dry_run(args: &CheckArgs) -> Result<String, AppError> {
     let mut notes = Vec::new();
-    let catalog = load_catalog(args.checks_dir.as_deref())?;
+    let catalog = load_catalog(args.checks_dir.as_deref(), &args.vars)?;
     let cfg = load_config(args, &mut notes)?;
     let mut inputs = gather(args, cfg.as_ref(), None)?;
     provisioning_state(args, cfg.as_ref(), &mut inputs, &mut notes)?;
@@ -343,9 +343,47 @@ pub fn exit_code(report: &RunReport) -> u8 {
     u8::from(!report.readiness.ready)
 }
 
-fn load_catalog(dir: Option<&std::path::Path>) -> Result<Catalog, AppError> {
+/// `--var NAME=VALUE`: the user's own template variables; run variables keep their meaning.
+pub fn user_vars(raw: &[String]) -> Result<Vec<(String, String)>, AppError> {
+    raw.iter()
+        .map(|r| {
+            let shown: String = r.chars().take(64).collect();
+            let (name, value) = r
+                .split_once('=')
+                .ok_or_else(|| usage(format!("--var {shown:?}: expected NAME=VALUE")))?;
+            let name = name.trim();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(usage(format!(
+                    "--var {shown:?}: NAME is lowercase letters, digits and _"
+                )));
+            }
+            if edgeprobe_core::catalog::RUN_VARS.contains(&name) {
+                return Err(usage(format!(
+                    "--var {name}: the run sets {name} itself (use its own flag)"
+                )));
+            }
+            let value = value.trim();
+            if value.is_empty()
+                || value.len() > 253
+                || value.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(usage(format!(
+                    "--var {name}: VALUE must be a non-empty name without spaces"
+                )));
+            }
+            Ok((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+fn load_catalog(dir: Option<&std::path::Path>, vars: &[String]) -> Result<Catalog, AppError> {
     let mut catalog =
         Catalog::builtin().map_err(|e| AppError::Internal(format!("built-in catalog: {e}")))?;
+    catalog.allow_vars(user_vars(vars)?.into_iter().map(|(name, _)| name));
     if let Some(dir) = dir {
         catalog
             .add_dir(dir)
@@ -355,7 +393,7 @@ fn load_catalog(dir: Option<&std::path::Path>) -> Result<Catalog, AppError> {
 }
 
 fn list(args: &ListArgs) -> Result<u8, AppError> {
-    let catalog = load_catalog(args.checks_dir.as_deref())?;
+    let catalog = load_catalog(args.checks_dir.as_deref(), &args.vars)?;
     let mut out = String::new();
     let width = catalog
         .checks()
@@ -466,7 +504,7 @@ fn gather(
     cfg: Option<&EdgeConfig>,
     module: Option<&ModuleIdentity>,
 ) -> Result<Inputs, AppError> {
-    let mut vars = Vars::new();
+    let mut vars: Vars = user_vars(&args.vars)?.into_iter().collect();
     let mut hub = args.iothub_hostname.clone();
     let mut device = args.device_id.clone();
     let mut credentials = None;
@@ -974,7 +1012,7 @@ pub async fn check_with_facts(
         let left = until.duration_since(started_at).unwrap_or(Duration::ZERO);
         deadline = deadline.min(start + left);
     }
-    let catalog = load_catalog(args.checks_dir.as_deref())?;
+    let catalog = load_catalog(args.checks_dir.as_deref(), &args.vars)?;
     let cfg = load_config(args, &mut context.notes)?;
     let module = crate::workload::module_identity(args, deadline).await?;
     if let Some(m) = &module {

@@ -206,7 +206,13 @@ pub async fn run(
             "id_scope" => "--id-scope",
             "registration_id" => "--registration-id",
             "dps_endpoint" => "--dps-endpoint",
-            _ => continue,
+            // The run's own variables the container learns otherwise.
+            v if edgeprobe_core::catalog::RUN_VARS.contains(&v) => continue,
+            // The user's `--var`s, for their checks' templates.
+            _ => {
+                cmd.extend(["--var".into(), format!("{var}={value}")]);
+                continue;
+            }
         };
         cmd.extend([flag.to_owned(), value.clone()]);
     }
@@ -303,8 +309,9 @@ pub async fn run(
     let results = report
         .checks
         .iter()
-        // Network probes only: derived checks and local facts are the host's to compute.
-        .filter(|c| c.endpoint != "device" && c.protocol != "config" && c.protocol != "time")
+        // Network probes only, the user's own checks included: derived checks and local facts
+        // (the clock, configuration, the host's inbound ports) are the host's to compute.
+        .filter(|c| c.protocol != "config" && c.protocol != "time" && !c.id.starts_with("inbound-"))
         .filter_map(|c| c.to_result())
         .map(|mut r| {
             r.vantage = vantage.clone();
