@@ -328,3 +328,91 @@ async fn a_user_check_takes_its_host_from_a_var() {
         r.stderr()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_check_s_expectations_fail_an_answer_that_is_not_the_service() {
+    // The simulated hub's HTTPS answers 401 with IoT Hub's error body: stand-in for any
+    // service, and for a captive portal when the check expects something else.
+    let hub = Hub::start(HubFaults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let check = |id: &str, expect: &str| {
+        format!(
+            "[[check]]\nid = \"{id}\"\ntitle = \"t\"\nendpoint = \"device\"\nprotocol = \"https\"\nhost = \"testhub.azure-devices.net\"\n[check.expect]\n{expect}\n"
+        )
+    };
+    let file = [
+        check("wants-200", "status = [200]"),
+        check(
+            "wants-its-body",
+            "status = [401]\nbody_matches = \"IotHubUnauthorized\"",
+        ),
+        check("no-block-page", "body_not_matches = \"(?i)unauthorized\""),
+        check("cert-100-years", "min_cert_days = 36500"),
+        check("cert-1-day", "min_cert_days = 1"),
+    ]
+    .join("\n");
+    std::fs::write(dir.path().join("expect.toml"), file).unwrap();
+    let mut args = hub.args(5.0);
+    args.extend(
+        [
+            "--vantage",
+            "host",
+            "--checks-dir",
+            &dir.path().display().to_string(),
+            "--only",
+            "wants-*,no-block-page,cert-*",
+        ]
+        .map(String::from),
+    );
+    let rep = run(args).await.json();
+    for (id, status, reason, words) in [
+        (
+            "wants-200",
+            "fail",
+            "expectation_failed",
+            "expects HTTP 200",
+        ),
+        ("wants-its-body", "pass", "ok", "answered"),
+        (
+            "no-block-page",
+            "fail",
+            "expectation_failed",
+            "which the check forbids",
+        ),
+        (
+            "cert-100-years",
+            "fail",
+            "cert_expiring",
+            "sooner than the 36500 days",
+        ),
+        ("cert-1-day", "pass", "ok", "answered"),
+    ] {
+        let c = crate::support::check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            (status, reason),
+            "{id}: {}",
+            c.message
+        );
+        assert!(c.message.contains(words), "{id}: {}", c.message);
+    }
+    // A bad pattern is refused when the file loads.
+    std::fs::write(
+        dir.path().join("expect.toml"),
+        check("bad", "body_matches = \"(unclosed\""),
+    )
+    .unwrap();
+    let r = run([
+        "list".to_owned(),
+        "--checks-dir".into(),
+        dir.path().display().to_string(),
+    ])
+    .await;
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr()
+            .contains("expect.body_matches in \"bad\": not a regular expression"),
+        "{}",
+        r.stderr()
+    );
+}

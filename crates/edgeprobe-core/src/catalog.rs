@@ -55,6 +55,25 @@ pub struct CheckDef {
     pub unless: Vec<String>,
     /// Where the declaration came from, for error messages and `edgeprobe list`.
     pub source: String,
+    /// What the answer must look like beyond "the service answered" (catalog `expect`).
+    pub expect: Expect,
+}
+
+/// A catalog check's expectations of the answer (blackbox_exporter's module options):
+/// without them any answer of the protocol passes; with them, a captive portal's 200 or a
+/// proxy's block page fails.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// HTTPS: the status must be one of these.
+    #[serde(default)]
+    pub status: Vec<u16>,
+    /// HTTPS: the start of the body must match this regular expression.
+    pub body_matches: Option<String>,
+    /// HTTPS: the start of the body must not match this one (a block page's words).
+    pub body_not_matches: Option<String>,
+    /// Any TLS check: the server's certificate must stay valid at least this many days.
+    pub min_cert_days: Option<u32>,
 }
 
 /// A check whose templates have been filled in.
@@ -225,6 +244,8 @@ struct CheckDoc {
     requires: Vec<String>,
     #[serde(default)]
     unless: Vec<String>,
+    #[serde(default)]
+    expect: Expect,
 }
 
 /// The ordered list of checks this run knows about.
@@ -348,6 +369,7 @@ impl Catalog {
                         requires: fam.requires.clone(),
                         unless: fam.unless.clone(),
                         source: file.to_owned(),
+                        expect: Expect::default(),
                     },
                 )?;
             }
@@ -355,6 +377,39 @@ impl Catalog {
         for c in doc.check {
             validate_id(file, &c.id)?;
             probe_kind(file, text, &c.id, c.protocol)?;
+            for (key, pattern) in [
+                ("body_matches", &c.expect.body_matches),
+                ("body_not_matches", &c.expect.body_not_matches),
+            ] {
+                if let Some(Err(e)) = pattern.as_deref().map(regex::Regex::new) {
+                    let line = pattern
+                        .as_deref()
+                        .and_then(|p| text.find(p))
+                        .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
+                        .unwrap_or_default();
+                    let why = e.to_string().lines().last().unwrap_or_default().to_owned();
+                    return Err(CatalogError::invalid(
+                        file,
+                        format!(
+                            "{line}expect.{key} in {:?}: not a regular expression ({why})",
+                            c.id
+                        ),
+                    ));
+                }
+            }
+            if (!c.expect.status.is_empty()
+                || c.expect.body_matches.is_some()
+                || c.expect.body_not_matches.is_some())
+                && c.protocol != Protocol::Https
+            {
+                return Err(CatalogError::invalid(
+                    file,
+                    format!(
+                        "check {:?}: expect.status and expect.body_* apply to https checks only",
+                        c.id
+                    ),
+                ));
+            }
             let port = c.port.or(c.protocol.default_port());
             if matches!(
                 c.protocol,
@@ -385,6 +440,7 @@ impl Catalog {
                     requires: c.requires,
                     unless: c.unless,
                     source: file.to_owned(),
+                    expect: c.expect,
                 },
             )?;
         }
@@ -514,6 +570,7 @@ required = ["https"]
             requires: vec!["device_id".into()],
             unless: vec!["parent_hostname".into()],
             source: "t".into(),
+            expect: Default::default(),
         };
         let mut vars = Vars::new();
         assert_eq!(c.resolve(&vars), Err("iothub_hostname".into()));

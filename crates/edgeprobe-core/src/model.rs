@@ -142,6 +142,8 @@ codes! {
         ProxyMismatch => "proxy_mismatch",
         Ipv6Fallback => "ipv6_fallback",
         Deadline => "deadline",
+        CertExpiring => "cert_expiring",
+        ExpectationFailed => "expectation_failed",
         DpsDisabled => "dps_disabled",
         DpsFailed => "dps_failed",
         DpsNotAssigned => "dps_not_assigned",
@@ -181,6 +183,8 @@ impl Reason {
             Reason::NotConfigured => "not configured",
             Reason::ProxyMismatch => "the runtime's components disagree about the proxy",
             Reason::Ipv6Fallback => "IPv6 addresses do not connect; IPv4 does",
+            Reason::CertExpiring => "the server's certificate expires sooner than the check allows",
+            Reason::ExpectationFailed => "the answer is not what the check expects",
             Reason::Deadline => {
                 "the run's time ran out while the steps were still answering (not a network verdict)"
             }

@@ -300,6 +300,7 @@ mod tests {
             requires: Vec::new(),
             unless: Vec::new(),
             source: "test".into(),
+            expect: Default::default(),
         }
     }
 

@@ -635,6 +635,7 @@ mod tests {
                 requires: Vec::new(),
                 unless: Vec::new(),
                 source: "t".into(),
+                expect: Default::default(),
             },
             target: None,
             vantage: Vantage::Host,

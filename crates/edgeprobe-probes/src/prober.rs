@@ -198,6 +198,20 @@ impl Job<'_> {
                 "fix IPv6 routing on this network, or disable IPv6 where it has no route (e.g. ipv6 = false in [moby_runtime.network])".into()
             });
         }
+        if let (Some(min), Some(leaf)) = (self.check.expect.min_cert_days, tls_facts.chain.first())
+        {
+            if let Some(days) = days_left(&leaf.not_after) {
+                if days < f64::from(min) && outcome.status != Status::Fail {
+                    outcome.status = Status::Fail;
+                    outcome.reason = Reason::CertExpiring;
+                    outcome.message = format!(
+                        "{}'s certificate ({}) expires in {days:.1} days, sooner than the {min} days the check requires",
+                        self.host, leaf.subject
+                    );
+                    outcome.fix = Some(format!("renew the certificate of {}", self.host));
+                }
+            }
+        }
         // The chain the endpoint presented, trusted or not: support bundles keep it.
         outcome.certificates = tls_facts.chain.into_iter().map(|c| c.pem).collect();
         outcome.via_proxy = use_proxy;
@@ -831,12 +845,26 @@ impl Job<'_> {
                 }
             }
             _ => {
-                self.rec.end(PhaseStatus::Ok, detail);
-                let mut o = Outcome::new(
-                    Status::Pass,
-                    Reason::Ok,
-                    format!("{} answered: {}", self.host, answer.who()),
-                );
+                let who = answer.who();
+                let mut o = match unmet(&self.check.expect, answer.status, &answer.body) {
+                    None => {
+                        self.rec.end(PhaseStatus::Ok, detail);
+                        Outcome::new(
+                            Status::Pass,
+                            Reason::Ok,
+                            format!("{} answered: {who}", self.host),
+                        )
+                    }
+                    Some(why) => {
+                        self.rec.end(PhaseStatus::Fail, detail);
+                        Outcome::new(
+                            Status::Fail,
+                            Reason::ExpectationFailed,
+                            format!("{} answered {who}, but {why}", self.host),
+                        )
+                        .with_fix("something other than the service answered (a captive portal, a proxy's block page), or the check's expect is wrong")
+                    }
+                };
                 o.clock_offset_secs = answer.clock_offset_secs();
                 Ok(o)
             }
@@ -873,6 +901,34 @@ pub(crate) async fn open_tls(
     Ok(Box::new(
         tls::handshake(io, host, &settings, rec, deadline, &mut facts).await?,
     ))
+}
+
+/// Why an HTTPS answer does not meet a check's expectations, if it does not.
+fn unmet(expect: &edgeprobe_core::catalog::Expect, status: u16, body: &str) -> Option<String> {
+    if !expect.status.is_empty() && !expect.status.contains(&status) {
+        let wanted: Vec<String> = expect.status.iter().map(u16::to_string).collect();
+        return Some(format!("the check expects HTTP {}", wanted.join(" or ")));
+    }
+    // The patterns were checked when the catalog loaded.
+    let found = |p: &str| {
+        regex::Regex::new(p)
+            .map(|r| r.is_match(body))
+            .unwrap_or(false)
+    };
+    if let Some(p) = expect.body_matches.as_deref().filter(|p| !found(p)) {
+        return Some(format!("its body does not match {p:?}"));
+    }
+    if let Some(p) = expect.body_not_matches.as_deref().filter(|p| found(p)) {
+        return Some(format!("its body matches {p:?}, which the check forbids"));
+    }
+    None
+}
+
+/// Days until an RFC 3339 time, from now.
+fn days_left(not_after: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(not_after, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some((t - time::OffsetDateTime::now_utc()).as_seconds_f64() / 86_400.0)
 }
 
 fn crate_url_encode(s: &str) -> String {

@@ -336,6 +336,7 @@ impl Check {
                 requires: Vec::new(),
                 unless: Vec::new(),
                 source: "report".into(),
+                expect: Default::default(),
             },
             target: self.host.as_ref().map(|h| Target {
                 host: h.clone(),

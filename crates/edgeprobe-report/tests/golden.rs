@@ -49,6 +49,7 @@ fn result(protocol: Protocol, outcome: Outcome) -> CheckResult {
             requires: Vec::new(),
             unless: Vec::new(),
             source: "builtin:iothub.toml".into(),
+            expect: Default::default(),
         },
         target: Some(Target {
             host: "myhub.azure-devices.net".into(),

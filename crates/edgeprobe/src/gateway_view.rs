@@ -166,6 +166,7 @@ fn def(id: &str, protocol: Protocol, port: Option<u16>, title: String) -> CheckD
         requires: Vec::new(),
         unless: Vec::new(),
         source: "derived".into(),
+        expect: Default::default(),
     }
 }
 

@@ -54,6 +54,7 @@ impl Registry {
             requires: Vec::new(),
             unless: Vec::new(),
             source: "derived".into(),
+            expect: Default::default(),
         }
     }
 }
@@ -255,6 +256,7 @@ pub async fn run(
                     requires: Vec::new(),
                     unless: Vec::new(),
                     source: "derived".into(),
+                    expect: Default::default(),
                 },
                 plan: Plan::Run(Target {
                     host,

@@ -102,6 +102,7 @@ impl Derived {
             requires: Vec::new(),
             unless: Vec::new(),
             source: "derived".into(),
+            expect: Default::default(),
         }
     }
 }

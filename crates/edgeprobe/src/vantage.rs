@@ -577,5 +577,6 @@ pub fn def(id: &str) -> edgeprobe_core::catalog::CheckDef {
         requires: Vec::new(),
         unless: Vec::new(),
         source: "derived".into(),
+        expect: Default::default(),
     }
 }
