@@ -227,3 +227,48 @@ async fn a_catalog_check_of_another_host_never_gets_the_device_s_credentials() {
         );
     }
 }
+
+/// `credentials = "device"` is for the device's own services only: for any other host the
+/// catalog is refused at load time, naming the file and line (issue 14).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credentialed_check_is_allowed_only_for_the_device_s_own_services() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |id: &str, host: &str| {
+        format!("[[check]]\nid = \"{id}\"\ntitle = \"t\"\nendpoint = \"iothub\"\nprotocol = \"mqtt\"\nhost = \"{host}\"\ncredentials = \"device\"\n")
+    };
+    std::fs::write(
+        dir.path().join("own.toml"),
+        entry("own-hub", "{iothub_hostname}"),
+    )
+    .unwrap();
+    let mut args = hub.args(5.0);
+    args.extend(
+        [
+            "--vantage",
+            "host",
+            "--checks-dir",
+            &dir.path().display().to_string(),
+            "--only",
+            "own-hub",
+        ]
+        .map(String::from),
+    );
+    let rep = run(args.clone()).await.json();
+    let own = crate::support::check(&rep, "own-hub");
+    assert_eq!(own.auth.as_deref(), Some("ok"), "{}", own.message);
+
+    std::fs::write(
+        dir.path().join("own.toml"),
+        entry("elsewhere", "broker.example"),
+    )
+    .unwrap();
+    set_arg(&mut args, "--only", "elsewhere");
+    let r = run(args).await;
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    let err = r.stderr();
+    assert!(
+        err.contains("own.toml: line 7: credentials: check \"elsewhere\" asks for the device's credentials for \"broker.example\""),
+        "{err}"
+    );
+}

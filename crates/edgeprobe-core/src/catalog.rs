@@ -57,7 +57,31 @@ pub struct CheckDef {
     pub source: String,
     /// What the answer must look like beyond "the service answered" (catalog `expect`).
     pub expect: Expect,
+    /// Whether the check presents the device's credentials: the built-in families of the
+    /// device's own services do; a user's check only with `credentials = "device"`, which is
+    /// allowed only for those services' hosts.
+    pub credentials: bool,
 }
+
+/// A catalog check's `credentials`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CredentialsDoc {
+    /// Present nothing (the default).
+    #[default]
+    None,
+    /// The device's own credentials, for its own hub, DPS, parent, gateway or edgeHub.
+    Device,
+}
+
+/// The hosts the device's credentials belong to, as templates.
+const CREDENTIAL_HOSTS: [&str; 5] = [
+    "{iothub_hostname}",
+    "{dps_endpoint}",
+    "{parent_hostname}",
+    "{gateway_hostname}",
+    "{edgehub_hostname}",
+];
 
 /// A catalog check's expectations of the answer (blackbox_exporter's module options):
 /// without them any answer of the protocol passes; with them, a captive portal's 200 or a
@@ -246,6 +270,8 @@ struct CheckDoc {
     unless: Vec<String>,
     #[serde(default)]
     expect: Expect,
+    #[serde(default)]
+    credentials: CredentialsDoc,
 }
 
 /// The ordered list of checks this run knows about.
@@ -370,6 +396,8 @@ impl Catalog {
                         unless: fam.unless.clone(),
                         source: file.to_owned(),
                         expect: Expect::default(),
+                        // A family of the device's own services, at one of their hosts.
+                        credentials: CREDENTIAL_HOSTS.contains(&fam.host.as_str()),
                     },
                 )?;
             }
@@ -377,6 +405,27 @@ impl Catalog {
         for c in doc.check {
             validate_id(file, &c.id)?;
             probe_kind(file, text, &c.id, c.protocol)?;
+            if c.credentials == CredentialsDoc::Device
+                && !(CREDENTIAL_HOSTS.contains(&c.host.as_str())
+                    && matches!(
+                        c.endpoint,
+                        Endpoint::Iothub | Endpoint::Dps | Endpoint::Parent | Endpoint::Gateway
+                    ))
+            {
+                let line = text
+                    .find("credentials")
+                    .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
+                    .unwrap_or_default();
+                return Err(CatalogError::invalid(
+                    file,
+                    format!(
+                        "{line}credentials: check {:?} asks for the device's credentials for {:?}; they go only to the device's own services (endpoint iothub, dps, parent or gateway, host {})",
+                        c.id,
+                        c.host,
+                        CREDENTIAL_HOSTS.join(", ")
+                    ),
+                ));
+            }
             for (key, pattern) in [
                 ("body_matches", &c.expect.body_matches),
                 ("body_not_matches", &c.expect.body_not_matches),
@@ -441,6 +490,7 @@ impl Catalog {
                     unless: c.unless,
                     source: file.to_owned(),
                     expect: c.expect,
+                    credentials: c.credentials == CredentialsDoc::Device,
                 },
             )?;
         }
@@ -571,6 +621,7 @@ required = ["https"]
             unless: vec!["parent_hostname".into()],
             source: "t".into(),
             expect: Default::default(),
+            credentials: false,
         };
         let mut vars = Vars::new();
         assert_eq!(c.resolve(&vars), Err("iothub_hostname".into()));

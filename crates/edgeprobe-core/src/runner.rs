@@ -301,6 +301,7 @@ mod tests {
             unless: Vec::new(),
             source: "test".into(),
             expect: Default::default(),
+            credentials: false,
         }
     }
 

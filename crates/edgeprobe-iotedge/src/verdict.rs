@@ -636,6 +636,7 @@ mod tests {
                 unless: Vec::new(),
                 source: "t".into(),
                 expect: Default::default(),
+                credentials: false,
             },
             target: None,
             vantage: Vantage::Host,

@@ -61,9 +61,13 @@ pub struct ProbeSettings {
 }
 
 impl ProbeSettings {
-    /// Whether a check of `endpoint` at `host` may present the device's credentials.
-    pub fn may_present(&self, endpoint: Endpoint, host: &str) -> bool {
+    /// Whether `check`, at `host`, may present the device's credentials: it asks for them
+    /// (a family of the device's services, or `credentials = "device"`), and `host` is one
+    /// of the device's own services.
+    pub fn may_present(&self, check: &CheckDef, host: &str) -> bool {
+        let endpoint = check.endpoint;
         !self.no_auth
+            && check.credentials
             && matches!(
                 endpoint,
                 Endpoint::Iothub | Endpoint::Parent | Endpoint::Gateway | Endpoint::Dps
@@ -158,7 +162,7 @@ impl Job<'_> {
     /// The TLS settings for this check: with the device's client certificate only towards
     /// the services it belongs to.
     fn tls_settings(&self) -> std::borrow::Cow<'_, TlsSettings> {
-        if self.s.tls.has_client_cert() && !self.s.may_present(self.check.endpoint, self.host) {
+        if self.s.tls.has_client_cert() && !self.s.may_present(self.check, self.host) {
             std::borrow::Cow::Owned(self.s.tls.without_client_cert())
         } else {
             std::borrow::Cow::Borrowed(&self.s.tls)
@@ -336,7 +340,7 @@ impl Job<'_> {
     /// The identity to present, if credentials are to be used.
     fn credentials(&self) -> (Option<&DeviceIdentity>, Option<Result<Secret, String>>) {
         let identity = self.s.identity.as_ref();
-        if !self.s.may_present(self.check.endpoint, self.host) {
+        if !self.s.may_present(self.check, self.host) {
             return (identity, None);
         }
         let token = identity.and_then(|i| match &i.credentials {
@@ -350,7 +354,7 @@ impl Job<'_> {
     }
 
     fn uses_x509(&self) -> bool {
-        self.s.may_present(self.check.endpoint, self.host)
+        self.s.may_present(self.check, self.host)
             && self
                 .s
                 .identity
@@ -369,7 +373,7 @@ impl Job<'_> {
         if self.check.endpoint == Endpoint::Dps {
             let dps = self.s.dps.as_ref();
             let token = dps
-                .filter(|_| self.s.may_present(self.check.endpoint, self.host))
+                .filter(|_| self.s.may_present(self.check, self.host))
                 .and_then(|d| d.sas_token())
                 .map(|r| r.map_err(|e| e.to_string()));
             let (password, unusable) = split(token);
@@ -483,7 +487,7 @@ impl Job<'_> {
         if self.check.endpoint == Endpoint::Dps {
             let dps = self.s.dps.as_ref();
             let token = dps
-                .filter(|_| self.s.may_present(self.check.endpoint, self.host))
+                .filter(|_| self.s.may_present(self.check, self.host))
                 .and_then(|d| d.sas_token())
                 .map(|r| r.map_err(|e| e.to_string()));
             let (sasl, unusable) = match (dps, token) {

@@ -337,6 +337,7 @@ impl Check {
                 unless: Vec::new(),
                 source: "report".into(),
                 expect: Default::default(),
+                credentials: false,
             },
             target: self.host.as_ref().map(|h| Target {
                 host: h.clone(),

@@ -50,6 +50,7 @@ fn result(protocol: Protocol, outcome: Outcome) -> CheckResult {
             unless: Vec::new(),
             source: "builtin:iothub.toml".into(),
             expect: Default::default(),
+            credentials: false,
         },
         target: Some(Target {
             host: "myhub.azure-devices.net".into(),

@@ -167,6 +167,7 @@ fn def(id: &str, protocol: Protocol, port: Option<u16>, title: String) -> CheckD
         unless: Vec::new(),
         source: "derived".into(),
         expect: Default::default(),
+        credentials: false,
     }
 }
 

@@ -55,6 +55,7 @@ impl Registry {
             unless: Vec::new(),
             source: "derived".into(),
             expect: Default::default(),
+            credentials: false,
         }
     }
 }
@@ -257,6 +258,7 @@ pub async fn run(
                     unless: Vec::new(),
                     source: "derived".into(),
                     expect: Default::default(),
+                    credentials: false,
                 },
                 plan: Plan::Run(Target {
                     host,

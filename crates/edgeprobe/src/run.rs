@@ -103,6 +103,7 @@ impl Derived {
             unless: Vec::new(),
             source: "derived".into(),
             expect: Default::default(),
+            credentials: false,
         }
     }
 }

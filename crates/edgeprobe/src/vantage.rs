@@ -578,5 +578,6 @@ pub fn def(id: &str) -> edgeprobe_core::catalog::CheckDef {
         unless: Vec::new(),
         source: "derived".into(),
         expect: Default::default(),
+        credentials: false,
     }
 }
