@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help build release demo test test-deps lint fmt bench clean
+.PHONY: help build release deb test-deb demo test test-deps lint fmt bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,14 +16,21 @@ build: ## debug build of the workspace
 release: ## optimised edgeprobe binary in target/release
 	$(CARGO) build --release -p edgeprobe
 
+deb: release ## the .deb (cargo-deb): binary, man pages, completions, systemd units, in target/debian
+	@bash packaging/deb.sh
+
 demo: build ## run edgeprobe demo (simulated IoT Hub on loopback, MQTT blocked)
 	./target/debug/edgeprobe demo
 
 test-deps: ## install the Debian packages the tests use (idempotent)
 	@bash tests/install-deps.sh
 
-test: test-deps ## install test dependencies and run every test
+test: test-deps ## install test dependencies and run every test, then the .deb's
 	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) test-deb
+
+test-deb: deb ## build the .deb, install it, check it, remove it (root)
+	@bash tests/deb.sh
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -8,6 +8,8 @@ for cmd_pkg in "ip:iproute2" "iptables:iptables" "squid:squid" "tinyproxy:tinypr
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
+# The bundle tests import a one-binary image from the static busybox (no library to copy).
+dpkg -s busybox-static >/dev/null 2>&1 || need+=("busybox-static")
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

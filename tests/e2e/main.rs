@@ -5,6 +5,8 @@
 mod bad_input;
 /// Support bundles and atomic report files.
 mod bundle;
+/// Bundles with the IoT Edge modules' logs and inspect, journals, and no secret, on the real engine.
+mod bundle_modules;
 /// The device's own IoT Edge configuration as input.
 mod config;
 /// The deadline holds whatever the network does.

@@ -9,6 +9,7 @@
 mod error;
 mod facts;
 mod image;
+mod modules;
 mod run;
 
 use std::path::Path;
@@ -22,6 +23,10 @@ use tokio::time::{timeout_at, Instant};
 pub use error::DockerError;
 pub use facts::{DaemonFacts, DaemonJson, DaemonProxies, IpamEntry, NetworkFacts, PublishedPort};
 pub use image::{probe_reference, ProbeImage, PROBE_ENTRYPOINT, PROBE_REPOSITORY};
+pub use modules::{
+    ContainerLogs, EdgeModule, LogWindow, ModuleSelector, EDGE_OWNER_LABEL, MAX_MODULES,
+    RUNTIME_MODULES,
+};
 pub use run::{ContainerRun, RunSpec};
 
 use error::{api, io_reason};
@@ -229,6 +234,41 @@ impl Engine {
         deadline: Instant,
     ) -> Result<Option<String>, DockerError> {
         facts::network_inspect_json(self, name, deadline).await
+    }
+
+    /// The IoT Edge modules (see [`ModuleSelector`]), edgeAgent and edgeHub first; at most
+    /// [`MAX_MODULES`].
+    pub async fn edge_modules(
+        &self,
+        selector: &ModuleSelector,
+        deadline: Instant,
+    ) -> Result<Vec<EdgeModule>, DockerError> {
+        modules::edge_modules(self, selector, deadline).await
+    }
+
+    /// The engine's inspect output for a container, as JSON; `None` when it does not exist.
+    pub async fn container_inspect_json(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Option<String>, DockerError> {
+        modules::container_inspect_json(self, name, deadline).await
+    }
+
+    /// A container's logs (stdout and stderr, timestamped) within `window`, the last
+    /// `window.max_bytes` of them; at the deadline, what came so far.
+    pub async fn container_logs(
+        &self,
+        name: &str,
+        window: LogWindow,
+        deadline: Instant,
+    ) -> Result<ContainerLogs, DockerError> {
+        modules::container_logs(self, name, window, deadline).await
+    }
+
+    /// The engine's version answer (versions of the engine, API, Go, containerd, runc), as JSON.
+    pub async fn version_json(&self, deadline: Instant) -> Result<String, DockerError> {
+        modules::version_json(self, deadline).await
     }
 
     /// The ports `container` publishes on the host (its port bindings); `None` when no

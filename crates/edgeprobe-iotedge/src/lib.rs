@@ -2,6 +2,8 @@
 //! device identities and their credentials, SAS tokens, the usernames each protocol
 //! expects, and the `UpstreamProtocol` verdict drawn from probe outcomes.
 
+/// Certificates' subjects and expiry, read from PEM files (never a private key).
+pub mod certs;
 /// The device clock against the services' `Date` headers.
 pub mod clock;
 /// IoT Edge configuration files: `config.toml` (1.2+) and `config.yaml` (1.1).

@@ -1,12 +1,21 @@
 //! `edgeprobe bundle [--output-file FILE]`: everything a support engineer asks for, in one .tar.gz —
 //! the reports, the TLS chains each endpoint presented, the redacted IoT Edge configuration,
 //! resolver, address and route facts, the Docker network and daemon settings, the services'
-//! proxies, time sync, OS and tool versions — with a manifest saying how each file was
-//! collected. A fact that cannot be collected is recorded with the reason, never fatal.
+//! proxies, time sync, OS and tool versions; the inspect and the logs of each IoT Edge module
+//! (through the engine's API) and the journals of the aziot services, iotedged and the engine,
+//! within `--since`/`--until`; firewall rules, disk space, /etc/hosts and the expiry of the
+//! configured certificates — with a manifest saying how each file was collected. A fact that
+//! cannot be collected is recorded with the reason, never fatal.
 //!
-//! Secrets are replaced with a marker twice over: known secret fields are redacted where
-//! they are read, and every file is scrubbed for every secret the run knew before it is
-//! written.
+//! Bounded: after the check, collection has [`COLLECT_BUDGET`]; every command and API call
+//! has its own budget within it and is killed or abandoned at it; every log, journal and
+//! command output keeps only its last bytes (`--log-limit`).
+//!
+//! Secrets are replaced with a marker three times over: known secret fields are redacted where
+//! they are read, what came from outside edgeprobe (logs, inspect, command output, files) is
+//! scrubbed for secrets by their form (SAS tokens, connection-string keys, bearer tokens,
+//! URL credentials, private keys), and every file is scrubbed for every secret the run knew
+//! before it is written.
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
@@ -95,21 +104,167 @@ pub fn redact_config(text: &str) -> String {
         + "\n"
 }
 
-async fn command(program: &str, args: &[&str], deadline: Instant) -> Result<String, String> {
-    let run = tokio::process::Command::new(program)
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout_at(deadline, run).await {
-        Err(_) => Err(format!("`{program}` did not finish in time")),
-        Ok(Err(e)) => Err(format!("cannot run `{program}`: {e}")),
-        Ok(Ok(o)) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
-        Ok(Ok(o)) => Err(format!(
-            "`{program} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
+/// What a bundle spends collecting after the check ran, at most: each source also has its
+/// own budget within it ([`COMMAND_BUDGET`], [`ENGINE_BUDGET`], [`LOG_BUDGET`]).
+const COLLECT_BUDGET: Duration = Duration::from_secs(40);
+/// One external command (journalctl, iptables-save, df...).
+const COMMAND_BUDGET: Duration = Duration::from_secs(8);
+/// Connecting to the engine, listing and inspecting.
+const ENGINE_BUDGET: Duration = Duration::from_secs(5);
+/// One module's logs.
+const LOG_BUDGET: Duration = Duration::from_secs(10);
+/// Most output kept from a command that is not a log (iptables rules, df...).
+const COMMAND_OUTPUT_LIMIT: usize = 1024 * 1024;
+/// The services whose journals support asks for (1.2+, then 1.1's daemon, then the engine).
+const JOURNAL_UNITS: [&str; 6] = [
+    "aziot-keyd",
+    "aziot-certd",
+    "aziot-identityd",
+    "aziot-edged",
+    "iotedge",
+    "docker",
+];
+
+/// Keeps the last `max` bytes of a stream, from a line start, and says how much it dropped.
+struct Tail {
+    max: usize,
+    buf: Vec<u8>,
+    dropped: u64,
+}
+
+impl Tail {
+    fn new(max: usize) -> Tail {
+        Tail {
+            max,
+            buf: Vec::new(),
+            dropped: 0,
+        }
     }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() > self.max.saturating_mul(2).max(64 * 1024) {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        if self.buf.len() <= self.max {
+            return;
+        }
+        let mut cut = self.buf.len() - self.max;
+        if let Some(nl) = self.buf[cut..].iter().position(|b| *b == b'\n') {
+            if cut + nl + 1 < self.buf.len() {
+                cut += nl + 1;
+            }
+        }
+        self.buf.drain(..cut);
+        self.dropped += cut as u64;
+    }
+
+    /// The kept text, with a first line saying what was dropped, if anything.
+    fn finish(mut self) -> String {
+        self.trim();
+        let text = String::from_utf8_lossy(&self.buf).into_owned();
+        if self.dropped == 0 {
+            text
+        } else {
+            format!(
+                "[edgeprobe: {} earlier bytes dropped; the last {} KiB are kept]\n{text}",
+                self.dropped,
+                self.max / 1024
+            )
+        }
+    }
+}
+
+/// Runs `program args` until it exits or `deadline`, whichever is first (it is killed then),
+/// keeping the last `max` bytes of its output. A non-zero exit is an error with its first
+/// stderr line, unless `partial_ok` and it printed something (dpkg-query naming packages
+/// that are not installed).
+async fn command_bounded(
+    program: &str,
+    args: &[String],
+    deadline: Instant,
+    max: usize,
+    partial_ok: bool,
+) -> Result<String, String> {
+    use tokio::io::AsyncReadExt as _;
+    let shown = || {
+        format!("{program} {}", args.join(" "))
+            .trim_end()
+            .to_owned()
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("`{program}` is not installed"),
+            _ => format!("cannot run `{program}`: {e}"),
+        })?;
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let work = async {
+        let out = async {
+            let mut tail = Tail::new(max);
+            let mut buf = vec![0u8; 16 * 1024];
+            if let Some(r) = stdout.as_mut() {
+                while let Ok(n) = r.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tail.push(&buf[..n]);
+                }
+            }
+            tail
+        };
+        let err = async {
+            // All of it is read (a full pipe would stall the command), the first 4 KiB kept.
+            let mut kept = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            if let Some(r) = stderr.as_mut() {
+                while let Ok(n) = r.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = 4096usize.saturating_sub(kept.len()).min(n);
+                    kept.extend_from_slice(&buf[..room]);
+                }
+            }
+            kept
+        };
+        let (out, err) = tokio::join!(out, err);
+        (out, err, child.wait().await)
+    };
+    match tokio::time::timeout_at(deadline, work).await {
+        Err(_) => Err(format!("`{}` did not finish in time", shown())),
+        Ok((_, _, Err(e))) => Err(format!("`{}`: {e}", shown())),
+        Ok((out, _, Ok(status))) if status.success() || (partial_ok && !out.buf.is_empty()) => {
+            Ok(out.finish())
+        }
+        Ok((_, err, Ok(status))) => {
+            let err = String::from_utf8_lossy(&err);
+            let first = err
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            Err(format!(
+                "`{}` failed ({status}){}{first}",
+                shown(),
+                if first.is_empty() { "" } else { ": " }
+            ))
+        }
+    }
+}
+
+async fn command(program: &str, args: &[&str], deadline: Instant) -> Result<String, String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    command_bounded(program, &args, deadline, COMMAND_OUTPUT_LIMIT, false).await
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -128,6 +283,11 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
         return Err(AppError::Usage(format!(
             "--output-file {target}: the file exists; a bundle never replaces one (move it, or name another file)"
         )));
+    }
+    if args.until.is_some_and(|u| u <= args.since) {
+        return Err(AppError::Usage(
+            "--until: must be later than --since".into(),
+        ));
     }
     let (report, facts) = check_with_facts(check, RunContext::default()).await?;
     let root = &check.system_root;
@@ -262,14 +422,6 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
             .ok_or_else(|| "the container vantage did not run".to_owned()),
     );
     add(
-        "docker/network.json",
-        "Docker engine API: network inspect",
-        facts
-            .network_inspect
-            .clone()
-            .ok_or_else(|| "the Docker engine or the network was not available".to_owned()),
-    );
-    add(
         "docker/daemon.json",
         "/etc/docker/daemon.json with proxy credentials redacted",
         read(&root.join("etc/docker/daemon.json")).map(|t| redact_config(&t)),
@@ -296,11 +448,33 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
         },
     );
 
-    // Scrub every file for every secret the run knew, whatever its source.
+    let collect_deadline = Instant::now() + COLLECT_BUDGET;
+    let window = Window {
+        since: args.since,
+        until: args.until,
+        limit: args.log_limit as usize * 1024,
+    };
+    let (commands, docker) = tokio::join!(
+        collect_commands(window, collect_deadline),
+        collect_docker(args, &facts, window, collect_deadline),
+    );
+    entries.extend(commands);
+    entries.extend(docker);
+    entries.push(hosts_entry(root));
+    entries.push(certificates_entry(&facts));
+
+    // Scrub every file for every secret the run knew, whatever its source, and what came
+    // from outside edgeprobe (logs, inspect, command output) for secrets by their form.
     let scrubber = Scrubber::of(&facts.secrets);
     for e in &mut entries {
         if let Ok(text) = &e.content {
-            e.content = Ok(scrubber.scrub(text));
+            let ours = e.path.starts_with("report.") || e.path.starts_with("tls/");
+            let text = if ours {
+                text.clone()
+            } else {
+                edgeprobe_iotedge::secret::scrub_patterns(text)
+            };
+            e.content = Ok(scrubber.scrub(&text));
         }
     }
     let manifest: Vec<serde_json::Value> = entries
@@ -346,6 +520,368 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
         };
     }
     Ok(exit_code(&report))
+}
+
+/// The window and size bound of logs and journals.
+#[derive(Clone, Copy)]
+struct Window {
+    since: i64,
+    until: Option<i64>,
+    limit: usize,
+}
+
+impl Window {
+    fn describe(&self) -> String {
+        let until = self
+            .until
+            .map(edgeprobe_iotedge::certs::rfc3339)
+            .unwrap_or_else(|| "now".into());
+        format!(
+            "{} to {until}, the last {} KiB",
+            edgeprobe_iotedge::certs::rfc3339(self.since),
+            self.limit / 1024
+        )
+    }
+}
+
+fn entry(
+    path: impl Into<String>,
+    how: impl Into<String>,
+    content: Result<String, String>,
+) -> Entry {
+    Entry {
+        path: path.into(),
+        how: how.into(),
+        content,
+    }
+}
+
+/// The host's commands, all at once, each within its own budget: versions, firewall
+/// rules (read only), time sync, disk space, and the journals of the IoT Edge services
+/// and the engine.
+async fn collect_commands(window: Window, deadline: Instant) -> Vec<Entry> {
+    struct Source {
+        path: String,
+        program: &'static str,
+        args: Vec<String>,
+        max: usize,
+        partial_ok: bool,
+        journal: Option<&'static str>,
+    }
+    let plain = |path: &str, program: &'static str, args: &[&str]| Source {
+        path: path.to_owned(),
+        program,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        max: COMMAND_OUTPUT_LIMIT,
+        partial_ok: false,
+        journal: None,
+    };
+    let mut sources = vec![
+        // The CLI of 1.1 and 1.2+ alike; the daemons' versions are their packages'.
+        plain("versions/iotedge.txt", "iotedge", &["--version"]),
+        Source {
+            partial_ok: true,
+            ..plain(
+                "versions/packages.tsv",
+                "dpkg-query",
+                &[
+                    "--show",
+                    "--showformat=${Package}\t${Version}\t${db:Status-Status}\n",
+                    "aziot-edge",
+                    "aziot-identity-service",
+                    "iotedge",
+                    "libiothsm-std",
+                    "moby-engine",
+                    "moby-cli",
+                    "docker-ce",
+                    "docker.io",
+                    "containerd*",
+                ],
+            )
+        },
+        plain("host/uname.txt", "uname", &["-a"]),
+        plain("host/df.txt", "df", &["-P", "-h"]),
+        plain("host/iptables-save.txt", "iptables-save", &[]),
+        plain("host/ip6tables-save.txt", "ip6tables-save", &[]),
+        plain("host/nft-ruleset.txt", "nft", &["list", "ruleset"]),
+        plain("host/timesync.txt", "timedatectl", &["show-timesync"]),
+        plain("host/chrony-tracking.txt", "chronyc", &["tracking"]),
+        plain("host/ntpq.txt", "ntpq", &["-pn"]),
+    ];
+    for unit in JOURNAL_UNITS {
+        let mut args = vec![
+            "--unit".to_owned(),
+            format!("{unit}.service"),
+            "--since".into(),
+            format!("@{}", window.since),
+            "--no-pager".into(),
+            "--quiet".into(),
+            "--output".into(),
+            "short-iso-precise".into(),
+            // The newest lines first bound the work; the byte limit bounds the file.
+            "--lines".into(),
+            "20000".into(),
+        ];
+        if let Some(u) = window.until {
+            args.extend(["--until".into(), format!("@{u}")]);
+        }
+        sources.push(Source {
+            path: format!("journals/{unit}.log"),
+            program: "journalctl",
+            args,
+            max: window.limit,
+            partial_ok: false,
+            journal: Some(unit),
+        });
+    }
+    let runs = sources.into_iter().map(|src| async move {
+        let budget = deadline.min(Instant::now() + COMMAND_BUDGET);
+        let mut content =
+            command_bounded(src.program, &src.args, budget, src.max, src.partial_ok).await;
+        let how = match src.journal {
+            Some(unit) => format!(
+                "journalctl --unit {unit}.service, {}",
+                window.describe()
+            ),
+            None => format!("{} {}", src.program, src.args.join(" ")).trim_end().to_owned(),
+        };
+        if let (Some(unit), Ok(text)) = (src.journal, &content) {
+            if text.trim().is_empty() {
+                content = Err(format!(
+                    "no journal entries for {unit}.service in the window (the service is not installed here, or logged nothing)"
+                ));
+            }
+        }
+        entry(src.path, how, content)
+    });
+    futures_util::future::join_all(runs).await
+}
+
+/// Through the engine's API: its versions, the modules' network, and each IoT Edge
+/// module's inspect and logs. One entry says why when the engine cannot be reached.
+async fn collect_docker(
+    args: &BundleArgs,
+    facts: &crate::run::RunFacts,
+    window: Window,
+    deadline: Instant,
+) -> Vec<Entry> {
+    use futures_util::StreamExt as _;
+    let network = crate::vantage::network_name(&args.check, facts.config.as_ref());
+    let uri = facts
+        .config
+        .as_ref()
+        .and_then(|c| c.moby_runtime.uri.clone());
+    let budget = || deadline.min(Instant::now() + ENGINE_BUDGET);
+    let mut out = Vec::new();
+    let engine = match edgeprobe_docker::Engine::connect(uri.as_deref(), budget()).await {
+        Ok(e) => e,
+        Err(e) => {
+            let why = e.to_string();
+            out.push(entry(
+                "versions/docker.json",
+                "Docker engine API: version",
+                Err(why.clone()),
+            ));
+            out.push(entry(
+                "docker/network.json",
+                format!("Docker engine API: network inspect {network}"),
+                facts.network_inspect.clone().ok_or(why.clone()),
+            ));
+            out.push(entry(
+                "modules/modules.tsv",
+                "Docker engine API: containers",
+                Err(why),
+            ));
+            return out;
+        }
+    };
+    out.push(entry(
+        "versions/docker.json",
+        "Docker engine API: version",
+        engine
+            .version_json(budget())
+            .await
+            .map_err(|e| e.to_string()),
+    ));
+    let net = match &facts.network_inspect {
+        Some(json) => Ok(json.clone()),
+        None => match engine.network_inspect_json(&network, budget()).await {
+            Ok(Some(json)) => Ok(json),
+            Ok(None) => Err(format!("the engine has no network named {network}")),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    out.push(entry(
+        "docker/network.json",
+        format!("Docker engine API: network inspect {network}"),
+        net,
+    ));
+    let selector = edgeprobe_docker::ModuleSelector {
+        network: network.clone(),
+        name_prefix: args.module_prefix.clone(),
+    };
+    let how_selected = format!(
+        "Docker engine API: containers named edgeAgent or edgeHub, labelled {}={}, or on network {network}",
+        edgeprobe_docker::EDGE_OWNER_LABEL.0,
+        edgeprobe_docker::EDGE_OWNER_LABEL.1
+    );
+    let modules = match engine.edge_modules(&selector, budget()).await {
+        Ok(m) if m.is_empty() => {
+            out.push(entry(
+                "modules/modules.tsv",
+                how_selected,
+                Err("no IoT Edge module container on this engine".into()),
+            ));
+            return out;
+        }
+        Ok(m) => m,
+        Err(e) => {
+            out.push(entry(
+                "modules/modules.tsv",
+                how_selected,
+                Err(e.to_string()),
+            ));
+            return out;
+        }
+    };
+    out.push(entry(
+        "modules/modules.tsv",
+        how_selected,
+        Ok(modules
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}\t{}\t{}\n",
+                    m.name,
+                    m.id.get(..12).unwrap_or(&m.id),
+                    m.selected_by
+                )
+            })
+            .collect()),
+    ));
+    let log_window = edgeprobe_docker::LogWindow {
+        since: window.since,
+        until: window.until,
+        max_bytes: window.limit,
+    };
+    let per_module = futures_util::stream::iter(modules)
+        .map(|m| {
+            let engine = engine.clone();
+            async move {
+                let inspect = match engine.container_inspect_json(&m.name, budget()).await {
+                    Ok(Some(json)) => Ok(json),
+                    Ok(None) => Err(format!("the container {} is gone", m.name)),
+                    Err(e) => Err(e.to_string()),
+                };
+                let logs_deadline = deadline.min(Instant::now() + LOG_BUDGET);
+                let logs = match engine.container_logs(&m.name, log_window, logs_deadline).await {
+                    Ok(l) if l.text.trim().is_empty() && !l.timed_out => {
+                        Err(format!("{} logged nothing in the window", m.name))
+                    }
+                    Ok(l) => {
+                        let mut text = String::new();
+                        if l.dropped_bytes > 0 {
+                            text.push_str(&format!(
+                                "[edgeprobe: {} earlier bytes dropped; the last {} KiB are kept]\n",
+                                l.dropped_bytes,
+                                window.limit / 1024
+                            ));
+                        }
+                        text.push_str(&l.text);
+                        if l.timed_out {
+                            text.push_str("\n[edgeprobe: the engine was still sending at the deadline; the log ends here]\n");
+                        }
+                        Ok(text)
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                [
+                    entry(
+                        format!("modules/{}/inspect.json", m.name),
+                        format!("Docker engine API: container inspect {} ({})", m.name, m.selected_by),
+                        inspect,
+                    ),
+                    entry(
+                        format!("modules/{}/logs.txt", m.name),
+                        format!("Docker engine API: container logs {}, {}", m.name, window.describe()),
+                        logs,
+                    ),
+                ]
+            }
+        })
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await;
+    out.extend(per_module.into_iter().flatten());
+    out
+}
+
+fn hosts_entry(root: &Path) -> Entry {
+    entry("host/hosts", "/etc/hosts", read(&root.join("etc/hosts")))
+}
+
+/// Subject, issuer and expiry of every certificate file the configuration names: the
+/// certificates only, never a key.
+fn certificates_entry(facts: &crate::run::RunFacts) -> Entry {
+    use edgeprobe_iotedge::certs;
+    let path = "iotedge/certificates.tsv";
+    let Some(cfg) = &facts.config else {
+        return entry(
+            path,
+            "the certificate files the IoT Edge configuration names",
+            Err("no IoT Edge configuration was read".into()),
+        );
+    };
+    let how = format!(
+        "the certificate files {} names: subject, issuer, validity (never a key)",
+        cfg.source
+    );
+    let text = match read(Path::new(&cfg.source)) {
+        Ok(t) => t,
+        Err(e) => return entry(path, how, Err(e)),
+    };
+    let settings = edgeprobe_iotedge::config::certificate_settings(&text, cfg.format);
+    if settings.is_empty() {
+        return entry(
+            path,
+            how,
+            Err("the configuration names no certificate file".into()),
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut out =
+        String::from("setting\tfile\tsubject\tissuer\tnot_before\tnot_after\tdays_left\n");
+    for (setting, file) in settings {
+        let bytes = std::fs::File::open(&file).and_then(|f| {
+            let mut bytes = Vec::new();
+            std::io::Read::take(f, 1024 * 1024).read_to_end(&mut bytes)?;
+            Ok(bytes)
+        });
+        let shown = file.display();
+        match bytes
+            .map_err(|e| e.to_string())
+            .and_then(|b| certs::read_pem(&b))
+        {
+            Ok(list) => {
+                for c in list {
+                    let left = c.days_left(now);
+                    out.push_str(&format!(
+                        "{setting}\t{shown}\t{}\t{}\t{}\t{}\t{left}{}\n",
+                        c.subject,
+                        c.issuer,
+                        certs::rfc3339(c.not_before),
+                        certs::rfc3339(c.not_after),
+                        if left < 0 { " (expired)" } else { "" }
+                    ));
+                }
+            }
+            Err(e) => out.push_str(&format!("{setting}\t{shown}\tunreadable: {e}\n")),
+        }
+    }
+    entry(path, how, Ok(out))
 }
 
 /// `edgeprobe-bundle-<host>-<UTC time>.tar.gz`, in the working directory.
@@ -407,6 +943,68 @@ fn archive(entries: &[Entry], manifest: &str) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn commands_keep_their_last_bytes_and_stop_at_their_deadline() {
+        let soon = || Instant::now() + Duration::from_secs(10);
+        // 100 000 bytes of output: the last KiB from a line start, and a line saying so.
+        let out = command_bounded(
+            "sh",
+            &args(&[
+                "-c",
+                "i=0; while [ $i -lt 10000 ]; do echo line-$i; i=$((i+1)); done",
+            ]),
+            soon(),
+            1024,
+            false,
+        )
+        .await
+        .unwrap();
+        let (first, rest) = out.split_once('\n').unwrap();
+        assert!(first.contains("earlier bytes dropped"), "{first}");
+        assert!(rest.len() <= 1024 && rest.starts_with("line-") && rest.ends_with("line-9999\n"));
+        // A command that outlives its budget is killed at it, and says so.
+        let started = std::time::Instant::now();
+        let e = command_bounded(
+            "sleep",
+            &args(&["30"]),
+            Instant::now() + Duration::from_millis(300),
+            1024,
+            false,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.contains("did not finish in time"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Not installed, and failing with its reason.
+        let e = command_bounded("edgeprobe-no-such-tool", &[], soon(), 1024, false)
+            .await
+            .unwrap_err();
+        assert_eq!(e, "`edgeprobe-no-such-tool` is not installed");
+        let e = command_bounded(
+            "sh",
+            &args(&["-c", "echo partial; echo why >&2; exit 3"]),
+            soon(),
+            1024,
+            false,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.ends_with(": why") && e.contains("exit status: 3"), "{e}");
+        let ok = command_bounded(
+            "sh",
+            &args(&["-c", "echo partial; exit 1"]),
+            soon(),
+            1024,
+            true,
+        )
+        .await;
+        assert_eq!(ok.as_deref(), Ok("partial\n"));
+    }
 
     #[test]
     fn secret_settings_are_redacted_in_toml_and_yaml() {

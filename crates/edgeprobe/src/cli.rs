@@ -20,7 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the checks that apply and print the report.
     Check(Box<CheckArgs>),
-    /// Run the checks and write a support bundle (report, TLS chains, redacted configuration, network facts).
+    /// Run the checks and write a support bundle: the reports, TLS chains, redacted configuration,
+    /// network facts, the IoT Edge modules' logs and inspect, service journals, versions,
+    /// firewall rules and certificate expiry; secrets scrubbed.
     Bundle(Box<BundleArgs>),
     /// List the check catalog.
     List(ListArgs),
@@ -295,6 +297,20 @@ pub struct BundleArgs {
     /// never overwritten.
     #[command(flatten)]
     pub check: CheckArgs,
+    /// Module logs and service journals from this time on: a duration back from now
+    /// (`24h`, `90m`, `2d`, `30s`), a Unix time in seconds, or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", default_value = "24h", value_parser = parse_when)]
+    pub since: i64,
+    /// ...up to this time (same forms; default: now).
+    #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+    pub until: Option<i64>,
+    /// Keep the last KIB kibibytes of each module's log and of each journal.
+    #[arg(long, value_name = "KIB", default_value = "512", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub log_limit: u32,
+    /// Only containers whose name starts with PREFIX are modules (edgeAgent and edgeHub are
+    /// then PREFIXedgeAgent and PREFIXedgeHub); for tests beside a real runtime.
+    #[arg(long, value_name = "PREFIX", default_value = "", hide = true)]
+    pub module_prefix: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -344,4 +360,61 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
     seconds(s, 3600.0)
+}
+
+/// `24h`, `90m`, `2d`, `30s` back from now, a Unix time in seconds, or RFC 3339: Unix seconds.
+pub fn parse_when(s: &str) -> Result<i64, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    parse_when_at(s, now)
+}
+
+fn parse_when_at(s: &str, now: i64) -> Result<i64, String> {
+    let t = s.trim();
+    let bad = || {
+        format!("{s:?} is not a time: use a duration back from now (24h, 90m, 2d, 30s), Unix seconds, or RFC 3339 (2026-11-30T08:00:00Z)")
+    };
+    if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
+        if let Ok(n) = t[..t.len() - 1].parse::<u32>() {
+            let secs = i64::from(n)
+                * match unit {
+                    's' => 1,
+                    'm' => 60,
+                    'h' => 3600,
+                    _ => 86_400,
+                };
+            return Ok((now - secs).max(0));
+        }
+    }
+    if let Ok(unix) = t.parse::<i64>() {
+        return if unix >= 0 { Ok(unix) } else { Err(bad()) };
+    }
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .map(|d| d.unix_timestamp())
+        .map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_for_since_and_until() {
+        let now = 1_800_000_000;
+        for (input, want) in [
+            ("24h", Ok(now - 86_400)),
+            ("90m", Ok(now - 5_400)),
+            ("2d", Ok(now - 172_800)),
+            ("30s", Ok(now - 30)),
+            ("1700000000", Ok(1_700_000_000)),
+            ("2026-11-30T08:00:00Z", Ok(1_796_025_600)),
+            ("yesterday", Err(())),
+            ("-5", Err(())),
+            ("h", Err(())),
+        ] {
+            assert_eq!(parse_when_at(input, now).map_err(|_| ()), want, "{input}");
+        }
+    }
 }
