@@ -24,7 +24,7 @@ pub use error::DockerError;
 pub use facts::{DaemonFacts, DaemonJson, DaemonProxies, IpamEntry, NetworkFacts, PublishedPort};
 pub use image::{probe_reference, ProbeImage, PROBE_ENTRYPOINT, PROBE_REPOSITORY};
 pub use modules::{
-    ContainerLogs, EdgeModule, LogWindow, ModuleSelector, EDGE_OWNER_LABEL, MAX_MODULES,
+    ContainerLogs, EdgeModule, LogWindow, ModuleSelector, Tail, EDGE_OWNER_LABEL, MAX_MODULES,
     RUNTIME_MODULES,
 };
 pub use run::{ContainerRun, RunSpec};

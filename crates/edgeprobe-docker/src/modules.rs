@@ -67,14 +67,35 @@ pub struct ContainerLogs {
 }
 
 /// Keeps the last `max` bytes of a stream, cut at a line start.
-struct Tail {
+/// Keeps the last `max` bytes of a stream (module logs, a command's output), from a line
+/// start, and counts what it dropped.
+#[derive(Debug)]
+pub struct Tail {
     max: usize,
     buf: Vec<u8>,
     dropped: u64,
 }
 
 impl Tail {
-    fn push(&mut self, bytes: &[u8]) {
+    pub fn new(max: usize) -> Tail {
+        Tail {
+            max,
+            buf: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// The most it keeps.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Nothing kept (and nothing dropped).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.dropped == 0
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
         if self.buf.len() > self.max.saturating_mul(2).max(64 * 1024) {
             self.trim();
@@ -96,7 +117,8 @@ impl Tail {
         self.dropped += cut as u64;
     }
 
-    fn finish(mut self) -> (String, u64) {
+    /// The kept text and how many bytes were dropped before it.
+    pub fn finish(mut self) -> (String, u64) {
         self.trim();
         (
             String::from_utf8_lossy(&self.buf).into_owned(),
@@ -215,11 +237,7 @@ pub(crate) async fn container_logs(
         options = options.until(clamp_i32(until));
     }
     let mut stream = shared.docker.logs(name, Some(options.build()));
-    let mut tail = Tail {
-        max: window.max_bytes,
-        buf: Vec::new(),
-        dropped: 0,
-    };
+    let mut tail = Tail::new(window.max_bytes);
     let mut timed_out = false;
     loop {
         match timeout_at(deadline, stream.next()).await {
@@ -268,11 +286,7 @@ mod tests {
 
     #[test]
     fn the_tail_keeps_the_last_bytes_from_a_line_start() {
-        let mut t = Tail {
-            max: 10,
-            buf: Vec::new(),
-            dropped: 0,
-        };
+        let mut t = Tail::new(10);
         for i in 0..100 {
             t.push(format!("line {i}\n").as_bytes());
         }

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use crate::cli::BundleArgs;
 use crate::run::{check_with_facts, exit_code, write_atomically};
 use crate::AppError;
+use edgeprobe_docker::Tail;
 
 /// One file of the bundle, or the reason it is missing.
 struct Entry {
@@ -125,56 +126,17 @@ const JOURNAL_UNITS: [&str; 6] = [
     "docker",
 ];
 
-/// Keeps the last `max` bytes of a stream, from a line start, and says how much it dropped.
-struct Tail {
-    max: usize,
-    buf: Vec<u8>,
-    dropped: u64,
-}
-
-impl Tail {
-    fn new(max: usize) -> Tail {
-        Tail {
-            max,
-            buf: Vec::new(),
-            dropped: 0,
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() > self.max.saturating_mul(2).max(64 * 1024) {
-            self.trim();
-        }
-    }
-
-    fn trim(&mut self) {
-        if self.buf.len() <= self.max {
-            return;
-        }
-        let mut cut = self.buf.len() - self.max;
-        if let Some(nl) = self.buf[cut..].iter().position(|b| *b == b'\n') {
-            if cut + nl + 1 < self.buf.len() {
-                cut += nl + 1;
-            }
-        }
-        self.buf.drain(..cut);
-        self.dropped += cut as u64;
-    }
-
-    /// The kept text, with a first line saying what was dropped, if anything.
-    fn finish(mut self) -> String {
-        self.trim();
-        let text = String::from_utf8_lossy(&self.buf).into_owned();
-        if self.dropped == 0 {
-            text
-        } else {
-            format!(
-                "[edgeprobe: {} earlier bytes dropped; the last {} KiB are kept]\n{text}",
-                self.dropped,
-                self.max / 1024
-            )
-        }
+/// A tail's text, with a first line saying what was dropped, if anything.
+fn tail_text(tail: Tail) -> String {
+    let max = tail.max();
+    let (text, dropped) = tail.finish();
+    if dropped == 0 {
+        text
+    } else {
+        format!(
+            "[edgeprobe: {dropped} earlier bytes dropped; the last {} KiB are kept]\n{text}",
+            max / 1024
+        )
     }
 }
 
@@ -243,8 +205,8 @@ async fn command_bounded(
     match tokio::time::timeout_at(deadline, work).await {
         Err(_) => Err(format!("`{}` did not finish in time", shown())),
         Ok((_, _, Err(e))) => Err(format!("`{}`: {e}", shown())),
-        Ok((out, _, Ok(status))) if status.success() || (partial_ok && !out.buf.is_empty()) => {
-            Ok(out.finish())
+        Ok((out, _, Ok(status))) if status.success() || (partial_ok && !out.is_empty()) => {
+            Ok(tail_text(out))
         }
         Ok((_, err, Ok(status))) => {
             let err = String::from_utf8_lossy(&err);
