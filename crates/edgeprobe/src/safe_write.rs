@@ -36,6 +36,13 @@ impl WriteOptions {
         create_new: false,
     };
 
+    /// State kept between runs (`serve`'s history): the owner only.
+    pub const STATE: WriteOptions = WriteOptions {
+        new_mode: 0o600,
+        keep_mode: false,
+        create_new: false,
+    };
+
     /// The same, refusing an existing destination (bundles never replace a file).
     pub fn create_new(self) -> Self {
         WriteOptions {

@@ -5,7 +5,6 @@
 //! crash.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use edgeprobe_core::Status;
@@ -179,18 +178,8 @@ impl History {
             failures: self.failures.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         };
         let bytes = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".history.")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .tempfile_in(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
-        tmp.write_all(&bytes)
-            .and_then(|_| tmp.as_file().sync_all())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        tmp.persist(path)
-            .map(|_| ())
-            .map_err(|e| format!("{}: {}", path.display(), e.error))
+        crate::safe_write::write(path, &bytes, crate::safe_write::WriteOptions::STATE)
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Per protocol: when it last worked, when it last failed, whether it is down now and
@@ -255,22 +244,11 @@ pub struct ProtocolHistory {
 
 /// Reads the state file: `None` when there is none. Only a regular file of bounded size.
 fn read_state(path: &Path) -> Result<Option<StateFile>, String> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read: {e}")),
+    let bytes = match edgeprobe_core::bounded::read(path, MAX_STATE_BYTES) {
+        Ok(b) => b,
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
     };
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_STATE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > MAX_STATE_BYTES {
-        return Err(format!("larger than {MAX_STATE_BYTES} bytes"));
-    }
     let state: StateFile =
         serde_json::from_slice(&bytes).map_err(|e| format!("not a history file ({e})"))?;
     if state.version != VERSION {
