@@ -202,6 +202,27 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
         assert_eq!(both.len(), 2, "{id} from both vantages");
         assert_eq!(both[0].vantage, "host");
         assert_eq!(both[1].vantage, container);
+        // Roots like the runtime's: the OS store on the host, the Mozilla set the module
+        // images carry in the network; each with the trust bundle.
+        let roots = |c: &edgeprobe_report::json::Check| {
+            c.phases
+                .iter()
+                .find(|p| p.name == "tls")
+                .and_then(|p| p.detail.get("roots"))
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(
+            roots(both[0]).starts_with("os ("),
+            "{id}: {}",
+            roots(both[0])
+        );
+        assert!(
+            roots(both[1]).starts_with("mozilla ("),
+            "{id}: {}",
+            roots(both[1])
+        );
         for c in both {
             assert_eq!(c.status, "pass", "{id} from {}: {}", c.vantage, c.message);
         }

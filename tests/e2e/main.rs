@@ -7,6 +7,8 @@ mod bad_input;
 mod bundle;
 /// Bundles with the IoT Edge modules' logs and inspect, journals, and no secret, on the real engine.
 mod bundle_modules;
+/// Catalog v2: tcp and tls probes, expectations, limits, trust roots.
+mod catalog;
 /// The device's own IoT Edge configuration as input.
 mod config;
 /// The deadline holds whatever the network does.

@@ -59,6 +59,8 @@ codes! {
         AmqpWs => "amqp-ws",
         Https => "https",
         Registry => "registry",
+        Tcp => "tcp",
+        Tls => "tls",
         Dns => "dns",
         Time => "time",
         Config => "config",
@@ -72,6 +74,8 @@ impl Protocol {
             Protocol::Mqtt => Some(8883),
             Protocol::Amqp => Some(5671),
             Protocol::MqttWs | Protocol::AmqpWs | Protocol::Https | Protocol::Registry => Some(443),
+            // A catalog's tcp and tls checks name their port.
+            Protocol::Tcp | Protocol::Tls => None,
             Protocol::Dns | Protocol::Time | Protocol::Config => None,
         }
     }
@@ -93,6 +97,8 @@ impl Protocol {
             Protocol::AmqpWs => "AMQP over WebSocket",
             Protocol::Https => "HTTPS",
             Protocol::Registry => "Registry API",
+            Protocol::Tcp => "TCP",
+            Protocol::Tls => "TLS",
             Protocol::Dns => "DNS",
             Protocol::Time => "time",
             Protocol::Config => "configuration",
@@ -144,6 +150,7 @@ codes! {
         Deadline => "deadline",
         CertExpiring => "cert_expiring",
         ExpectationFailed => "expectation_failed",
+        TlsRootsDiffer => "tls_roots_differ",
         DpsDisabled => "dps_disabled",
         DpsFailed => "dps_failed",
         DpsNotAssigned => "dps_not_assigned",
@@ -185,6 +192,9 @@ impl Reason {
             Reason::Ipv6Fallback => "IPv6 addresses do not connect; IPv4 does",
             Reason::CertExpiring => "the server's certificate expires sooner than the check allows",
             Reason::ExpectationFailed => "the answer is not what the check expects",
+            Reason::TlsRootsDiffer => {
+                "the certificate is trusted here but not by the root set the other side of the device uses"
+            }
             Reason::Deadline => {
                 "the run's time ran out while the steps were still answering (not a network verdict)"
             }

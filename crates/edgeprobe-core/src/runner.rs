@@ -302,6 +302,8 @@ mod tests {
             source: "test".into(),
             expect: Default::default(),
             credentials: false,
+            limits: Default::default(),
+            send: None,
         }
     }
 

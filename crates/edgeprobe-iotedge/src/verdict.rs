@@ -637,6 +637,8 @@ mod tests {
                 source: "t".into(),
                 expect: Default::default(),
                 credentials: false,
+                limits: Default::default(),
+                send: None,
             },
             target: None,
             vantage: Vantage::Host,

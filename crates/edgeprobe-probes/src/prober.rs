@@ -8,6 +8,8 @@
 //! | amqp-ws (443) | dns → tcp → [proxy] → tls → ws `AMQPWSB10` → AMQP |
 //! | https (443) | dns → tcp → [proxy] → tls → HTTP request |
 //! | registry (443) | dns → tcp → [proxy] → tls → `GET /v2/` → token, manifest, blob `HEAD` ([`crate::registry`]) |
+//! | tcp (catalog) | dns → tcp → [send, read the answer] |
+//! | tls (catalog) | dns → tcp → tls → [send, read the answer] |
 //!
 //! and turns what happened into one [`Outcome`]: the first failing layer decides the reason,
 //! a protocol answer proves the path, and refused credentials are a warning, not a failure.
@@ -140,7 +142,8 @@ impl Probe for Prober {
                 host: &target.host,
                 port,
                 rec,
-                deadline,
+                // A check's own timeout, within the run's deadline.
+                deadline: check.limits.deadline(Instant::now(), deadline),
             };
             job.run().await
         })
@@ -216,6 +219,22 @@ impl Job<'_> {
                 }
             }
         }
+        // Trusted here, not on the other side of the device: the modules (for the services
+        // edgeHub and edgeAgent reach) or the host's services would refuse this chain.
+        if let Some(differ) = tls_facts.roots_differ.take() {
+            let modules_reach = matches!(
+                self.check.endpoint,
+                Endpoint::Iothub | Endpoint::Parent | Endpoint::Gateway
+            );
+            if modules_reach && outcome.status == Status::Pass {
+                outcome.status = Status::Warn;
+                outcome.reason = Reason::TlsRootsDiffer;
+                outcome.fix = Some(
+                    "add the root to trust_bundle_cert in /etc/aziot/config.toml (and to the OS store), or remove the TLS inspection that issues this chain".into(),
+                );
+            }
+            outcome.message.push_str(&format!("; but {differ}"));
+        }
         // The chain the endpoint presented, trusted or not: support bundles keep it.
         outcome.certificates = tls_facts.chain.into_iter().map(|c| c.pem).collect();
         outcome.via_proxy = use_proxy;
@@ -254,6 +273,7 @@ impl Job<'_> {
                     .dns
                     .lookup(self.host, self.port, self.rec, self.deadline)
                     .await?;
+                let addrs = prefer_family(addrs, self.check.limits.ip_family);
                 let (stream, _) = tcp::connect(&addrs, self.rec, self.deadline).await?;
                 Ok(Box::new(stream))
             }
@@ -294,11 +314,37 @@ impl Job<'_> {
 
     async fn walk(&self, use_proxy: bool, facts: &mut TlsFacts) -> Result<Outcome, Failure> {
         let io = self.transport(use_proxy).await?;
+        if self.check.protocol == Protocol::Tcp {
+            let what = format!("{}:{} accepted a TCP connection", self.host, self.port);
+            return self.exchange(io, what).await;
+        }
         let settings = self.tls_settings();
         let tls: BoxIo = Box::new(
             tls::handshake(io, self.host, &settings, self.rec, self.deadline, facts).await?,
         );
+        if let Some(why) = self.check.expect.unmet_tls(&facts.seen()) {
+            return Ok(Outcome::new(
+                Status::Fail,
+                Reason::ExpectationFailed,
+                format!("{} completed the TLS handshake, but {why}", self.host),
+            )
+            .with_fix(
+                "a TLS-inspecting proxy or another server answered, or the check's expect is wrong",
+            ));
+        }
         match self.check.protocol {
+            Protocol::Tls => {
+                let leaf = facts.chain.first();
+                let what = format!(
+                    "{}:{} completed a {} handshake ({}, issued by {})",
+                    self.host,
+                    self.port,
+                    facts.version.as_deref().unwrap_or("TLS"),
+                    leaf.map_or("?", |c| c.subject.as_str()),
+                    leaf.map_or("?", |c| c.issuer.as_str()),
+                );
+                self.exchange(tls, what).await
+            }
             Protocol::Mqtt => self.mqtt(tls).await,
             Protocol::MqttWs => {
                 let ws =
@@ -478,7 +524,81 @@ impl Job<'_> {
             o.message
                 .push_str(&format!("; credentials not tested: {why}"));
         }
+        if let Some(why) = self.check.expect.unmet_connack(code) {
+            o.status = Status::Fail;
+            o.reason = Reason::ExpectationFailed;
+            o.message = format!("{title} answered CONNACK {code} ({words}), but {why}");
+        }
         Ok(o)
+    }
+
+    /// The tcp and tls probe kinds: the connection is the answer, unless the check sends
+    /// something or expects what the server says first.
+    async fn exchange(&self, mut io: BoxIo, what: String) -> Result<Outcome, Failure> {
+        use tokio::io::AsyncWriteExt as _;
+        let expect = &self.check.expect;
+        if self.check.send.is_none() && !expect.wants_banner() {
+            return Ok(Outcome::new(Status::Pass, Reason::Ok, what));
+        }
+        self.rec.start(PhaseName::Protocol);
+        if let Some(send) = &self.check.send {
+            self.rec.note("sent_bytes", send.len());
+            let wrote = tokio::time::timeout_at(self.deadline, async {
+                io.write_all(send.as_bytes()).await?;
+                io.flush().await
+            })
+            .await;
+            if let Err(why) = wrote
+                .map_err(|_| "timed out".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
+                self.rec.end(PhaseStatus::Fail, Vec::new());
+                return Err((
+                    Reason::ProtocolError,
+                    format!("{what}, but sending to it failed: {why}"),
+                ));
+            }
+        }
+        let read = read_answer(&mut io, expect, self.deadline).await;
+        let text = String::from_utf8_lossy(&read.bytes).into_owned();
+        let quoted: String = text.chars().take(200).collect();
+        let detail: edgeprobe_core::Detail = vec![
+            ("received_bytes".into(), json!(read.bytes.len())),
+            ("answer".into(), json!(quoted)),
+        ];
+        if read.bytes.is_empty() && read.timed_out {
+            self.rec.end(PhaseStatus::Fail, detail);
+            return Err((
+                Reason::ProtocolTimeout,
+                format!("{what}, but it sent nothing before the check's time ran out"),
+            ));
+        }
+        match expect.unmet_banner(&text) {
+            None => {
+                self.rec.end(PhaseStatus::Ok, detail);
+                Ok(Outcome::new(
+                    Status::Pass,
+                    Reason::Ok,
+                    format!("{what}; its answer began {quoted:?}"),
+                ))
+            }
+            Some(why) => {
+                self.rec.end(PhaseStatus::Fail, detail);
+                let ended = match (&read.error, read.timed_out) {
+                    (Some(e), _) => format!(" (the connection ended: {e})"),
+                    (None, true) => " (no more came in time)".to_owned(),
+                    (None, false) => String::new(),
+                };
+                Ok(Outcome::new(
+                    Status::Fail,
+                    Reason::ExpectationFailed,
+                    format!("{what}, but {why}{ended}; it sent {quoted:?}"),
+                )
+                .with_fix(
+                    "something other than the service answered, or the check's expect is wrong",
+                ))
+            }
+        }
     }
 
     /// What the AMQP handshake presents for this endpoint: DPS takes SASL PLAIN with the
@@ -850,7 +970,11 @@ impl Job<'_> {
             }
             _ => {
                 let who = answer.who();
-                let mut o = match unmet(&self.check.expect, answer.status, &answer.body) {
+                let unmet =
+                    self.check
+                        .expect
+                        .unmet_http(answer.status, |n| answer.header(n), &answer.body);
+                let mut o = match unmet {
                     None => {
                         self.rec.end(PhaseStatus::Ok, detail);
                         Outcome::new(
@@ -907,25 +1031,66 @@ pub(crate) async fn open_tls(
     ))
 }
 
-/// Why an HTTPS answer does not meet a check's expectations, if it does not.
-fn unmet(expect: &edgeprobe_core::catalog::Expect, status: u16, body: &str) -> Option<String> {
-    if !expect.status.is_empty() && !expect.status.contains(&status) {
-        let wanted: Vec<String> = expect.status.iter().map(u16::to_string).collect();
-        return Some(format!("the check expects HTTP {}", wanted.join(" or ")));
-    }
-    // The patterns were checked when the catalog loaded.
-    let found = |p: &str| {
-        regex::Regex::new(p)
-            .map(|r| r.is_match(body))
-            .unwrap_or(false)
+/// The most a tcp or tls check reads of the server's answer.
+const ANSWER_LIMIT: usize = 4096;
+
+/// What a server sent on a tcp or tls check.
+struct Answer {
+    bytes: Vec<u8>,
+    timed_out: bool,
+    error: Option<String>,
+}
+
+/// Reads the server's answer until it meets `expect` (or can no longer), the peer closes,
+/// [`ANSWER_LIMIT`] bytes have come or the deadline passes. With only `body_not_matches`,
+/// the first bytes are the answer.
+async fn read_answer(
+    io: &mut BoxIo,
+    expect: &edgeprobe_core::catalog::Expect,
+    deadline: Instant,
+) -> Answer {
+    use tokio::io::AsyncReadExt as _;
+    let mut answer = Answer {
+        bytes: Vec::new(),
+        timed_out: false,
+        error: None,
     };
-    if let Some(p) = expect.body_matches.as_deref().filter(|p| !found(p)) {
-        return Some(format!("its body does not match {p:?}"));
+    let mut chunk = [0u8; 1024];
+    while answer.bytes.len() < ANSWER_LIMIT {
+        match tokio::time::timeout_at(deadline, io.read(&mut chunk)).await {
+            Err(_) => {
+                answer.timed_out = true;
+                break;
+            }
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => {
+                let room = ANSWER_LIMIT - answer.bytes.len();
+                answer.bytes.extend_from_slice(&chunk[..n.min(room)]);
+                let text = String::from_utf8_lossy(&answer.bytes);
+                if expect.body_matches.is_none() || expect.unmet_banner(&text).is_none() {
+                    break;
+                }
+            }
+            Ok(Err(e)) => {
+                answer.error = Some(e.to_string());
+                break;
+            }
+        }
     }
-    if let Some(p) = expect.body_not_matches.as_deref().filter(|p| found(p)) {
-        return Some(format!("its body matches {p:?}, which the check forbids"));
+    answer
+}
+
+/// Puts the addresses of the preferred family first, keeping the resolver's order within
+/// each family: the other family is still tried, after the preferred one.
+fn prefer_family(
+    mut addrs: Vec<std::net::SocketAddr>,
+    family: Option<edgeprobe_core::catalog::IpFamily>,
+) -> Vec<std::net::SocketAddr> {
+    use edgeprobe_core::catalog::IpFamily;
+    if let Some(family) = family {
+        addrs.sort_by_key(|a| a.is_ipv6() != (family == IpFamily::Ipv6));
     }
-    None
+    addrs
 }
 
 /// Days until an RFC 3339 time, from now.

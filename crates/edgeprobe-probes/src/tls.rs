@@ -2,8 +2,12 @@
 //! keeps the chain the server presented, because the most useful thing to say about an
 //! interception proxy is the name of the issuer we did not trust.
 //!
-//! Roots: the webpki (Mozilla) roots, the OS store, and `--trust-bundle` (the IoT Edge
-//! `trust_bundle_cert`, or a nested parent's / gateway's Edge CA).
+//! Roots, like the runtime's: on the host the OS store (what aziot-identityd and the Docker
+//! daemon verify with), in the `azure-iot-edge` network the Mozilla set (what the module
+//! images carry), each plus the trust bundle (`trust_bundle_cert`, `--trust-bundle`, a
+//! nested parent's or gateway's Edge CA). `--roots` picks another set ([`RootSet`]). The
+//! other of the two sets verifies every chain as well, so a chain that one trusts and the
+//! other does not is called out: it works on one side of the device and fails on the other.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -149,18 +153,102 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupE
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsSetupError::NoKey { path: shown })
 }
 
+/// The root certificates that verify servers, besides the trust bundle (`--roots`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootSet {
+    /// The operating system's store (SSL_CERT_FILE / SSL_CERT_DIR, else /etc/ssl/certs).
+    Os,
+    /// The Mozilla set compiled in (webpki-roots), as the module images carry it.
+    Mozilla,
+    /// Only the trust bundle.
+    BundleOnly,
+}
+
+impl RootSet {
+    pub const ALL: [RootSet; 3] = [RootSet::Os, RootSet::Mozilla, RootSet::BundleOnly];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RootSet::Os => "os",
+            RootSet::Mozilla => "mozilla",
+            RootSet::BundleOnly => "bundle-only",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        RootSet::ALL.into_iter().find(|r| r.as_str() == code)
+    }
+
+    /// For people: "the OS store".
+    pub const fn describe(self) -> &'static str {
+        match self {
+            RootSet::Os => "the OS store",
+            RootSet::Mozilla => "the Mozilla root set",
+            RootSet::BundleOnly => "no public roots",
+        }
+    }
+
+    /// Who verifies with this set in production.
+    const fn users(self) -> &'static str {
+        match self {
+            RootSet::Os => "the host's IoT Edge services (aziot-identityd, aziot-edged, the Docker daemon pulling images) verify with the OS store",
+            RootSet::Mozilla => "the IoT Edge modules (edgeHub, edgeAgent) verify with the Mozilla set their images carry",
+            RootSet::BundleOnly => "only the trust bundle is trusted",
+        }
+    }
+
+    /// The set the other side of the device uses, to compare with.
+    const fn other(self) -> Option<RootSet> {
+        match self {
+            RootSet::Os => Some(RootSet::Mozilla),
+            RootSet::Mozilla => Some(RootSet::Os),
+            RootSet::BundleOnly => None,
+        }
+    }
+}
+
 /// Where trust comes from, for the report.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RootCounts {
-    pub webpki: usize,
-    pub system: usize,
+    pub set: RootSet,
+    /// Roots of the set.
+    pub anchors: usize,
     pub bundle: usize,
+}
+
+impl RootCounts {
+    /// "os (146 roots) + trust bundle (1)".
+    pub fn describe(&self) -> String {
+        let mut out = match self.set {
+            RootSet::BundleOnly => "bundle-only".to_owned(),
+            set => format!("{} ({} roots)", set.as_str(), self.anchors),
+        };
+        if self.bundle > 0 || self.set == RootSet::BundleOnly {
+            out.push_str(&format!(" + trust bundle ({})", self.bundle));
+        }
+        out
+    }
+}
+
+/// The anchors of a set; the OS store may be empty or unreadable (a `FROM scratch` image).
+fn anchors(set: RootSet) -> Vec<rustls::pki_types::TrustAnchor<'static>> {
+    match set {
+        RootSet::Mozilla => webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        RootSet::Os => {
+            let mut store = RootCertStore::empty();
+            store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            store.roots
+        }
+        RootSet::BundleOnly => Vec::new(),
+    }
 }
 
 /// Shared TLS settings for a run.
 #[derive(Clone)]
 pub struct TlsSettings {
     verifier: Arc<WebPkiServerVerifier>,
+    /// The other side's set plus the bundle, when there is one to compare with.
+    other: Option<(RootSet, Arc<WebPkiServerVerifier>)>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     client_auth: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
     pub roots: RootCounts,
@@ -179,40 +267,63 @@ impl std::fmt::Debug for TlsSettings {
 }
 
 impl TlsSettings {
-    /// Trusts the webpki roots, the OS store (when `system` is true) and `bundle`.
+    /// Trusts `set` plus `bundle` (`bundle_path` names it in errors), and keeps the other
+    /// side's set to compare each chain with.
     pub fn new(
         bundle: &[CertificateDer<'static>],
         bundle_path: &str,
-        system: bool,
+        set: RootSet,
     ) -> Result<Self, TlsSetupError> {
-        let mut store = RootCertStore::empty();
-        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let mut roots = RootCounts {
-            webpki: store.len(),
-            ..RootCounts::default()
-        };
-        if system {
-            let native = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = store.add_parsable_certificates(native.certs);
-            roots.system = added;
-        }
+        let mut anchors_of_bundle = RootCertStore::empty();
         for (i, cert) in bundle.iter().enumerate() {
-            store
+            anchors_of_bundle
                 .add(cert.clone())
                 .map_err(|e| TlsSetupError::BadAnchor {
                     path: bundle_path.to_owned(),
                     index: i + 1,
                     message: e.to_string(),
                 })?;
-            roots.bundle += 1;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
+        let verifier_of = |set_anchors: Vec<rustls::pki_types::TrustAnchor<'static>>| {
+            let mut store = RootCertStore::empty();
+            store.roots = set_anchors;
+            store.roots.extend(anchors_of_bundle.roots.iter().cloned());
+            if store.is_empty() {
+                // rustls refuses an empty store: an anchor no certificate can chain to
+                // stands for "trust nothing" (a minimal image without an OS store).
+                store.roots.push(rustls::pki_types::TrustAnchor {
+                    subject: rustls::pki_types::Der::from_slice(b"\x31\x00"),
+                    subject_public_key_info: rustls::pki_types::Der::from_slice(b"\x30\x00"),
+                    name_constraints: None,
+                });
+            }
             WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
                 .build()
-                .map_err(|e| TlsSetupError::Other(e.to_string()))?;
+                .map_err(|e| TlsSetupError::Other(e.to_string()))
+        };
+        let own = anchors(set);
+        let roots = RootCounts {
+            set,
+            anchors: own.len(),
+            bundle: anchors_of_bundle.len(),
+        };
+        let verifier = verifier_of(own)?;
+        let other = match set.other() {
+            Some(o) => {
+                let a = anchors(o);
+                // An empty OS store (a minimal image) is not a set anybody verifies with.
+                if a.is_empty() {
+                    None
+                } else {
+                    Some((o, verifier_of(a)?))
+                }
+            }
+            None => None,
+        };
         Ok(TlsSettings {
             verifier,
+            other,
             provider,
             client_auth: None,
             roots,
@@ -251,12 +362,10 @@ impl TlsSettings {
         self.client_auth.is_some()
     }
 
-    fn config(
-        &self,
-        seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
-    ) -> Result<ClientConfig, String> {
+    fn config(&self, seen: Arc<Mutex<Seen>>) -> Result<ClientConfig, String> {
         let verifier = Arc::new(Capturing {
             inner: self.verifier.clone(),
+            other: self.other.as_ref().map(|(_, v)| v.clone()),
             seen,
         });
         let builder = ClientConfig::builder_with_provider(self.provider.clone())
@@ -273,11 +382,21 @@ impl TlsSettings {
     }
 }
 
-/// Delegates to webpki, keeping the chain the server presented.
+/// What the verifier saw in one handshake.
+#[derive(Debug, Default)]
+struct Seen {
+    chain: Vec<CertificateDer<'static>>,
+    /// Whether the other side's root set verified the chain.
+    other_verified: Option<bool>,
+}
+
+/// Delegates to webpki, keeping the chain the server presented and asking the other side's
+/// roots too.
 #[derive(Debug)]
 struct Capturing {
     inner: Arc<WebPkiServerVerifier>,
-    seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
+    other: Option<Arc<WebPkiServerVerifier>>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl ServerCertVerifier for Capturing {
@@ -289,10 +408,16 @@ impl ServerCertVerifier for Capturing {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let other_verified = self.other.as_ref().map(|v| {
+            v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                .is_ok()
+        });
         if let Ok(mut seen) = self.seen.lock() {
-            seen.clear();
-            seen.push(end_entity.clone().into_owned());
-            seen.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+            seen.chain.clear();
+            seen.chain.push(end_entity.clone().into_owned());
+            seen.chain
+                .extend(intermediates.iter().map(|c| c.clone().into_owned()));
+            seen.other_verified = other_verified;
         }
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
@@ -383,6 +508,41 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
 #[derive(Clone, Debug, Default)]
 pub struct TlsFacts {
     pub chain: Vec<CertInfo>,
+    /// The negotiated version ("TLS 1.3"), once the handshake completed.
+    pub version: Option<String>,
+    /// The server certificate's DNS names.
+    pub leaf_names: Vec<String>,
+    /// A chain this side's roots trust and the other side's do not: what that breaks.
+    pub roots_differ: Option<String>,
+}
+
+impl TlsFacts {
+    /// The facts TLS expectations are judged on.
+    pub fn seen(&self) -> edgeprobe_core::catalog::TlsSeen<'_> {
+        edgeprobe_core::catalog::TlsSeen {
+            version: self.version.as_deref(),
+            issuers: self.chain.iter().map(|c| c.issuer.as_str()).collect(),
+            leaf_names: self.leaf_names.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// The DNS names a certificate lists (its subjectAltName).
+fn dns_names(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Performs the TLS handshake, recording the `tls` phase.
@@ -396,7 +556,7 @@ pub async fn handshake(
 ) -> Result<TlsStream<BoxIo>, Failure> {
     rec.start(PhaseName::Tls);
     rec.note("sni", server_name);
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(Mutex::new(Seen::default()));
     let config = match settings.config(seen.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -423,15 +583,28 @@ pub async fn handshake(
     let connector = TlsConnector::from(Arc::new(config));
     let tapped: BoxIo = Box::new(tap);
     let result = tokio::time::timeout_at(deadline, connector.connect(name, tapped)).await;
-    let chain: Vec<CertInfo> = seen
+    let (chain, leaf_names, other_verified): (Vec<CertInfo>, Vec<String>, Option<bool>) = seen
         .lock()
-        .map(|s| s.iter().map(|c| cert_info(c)).collect())
+        .map(|s| {
+            (
+                s.chain.iter().map(|c| cert_info(c)).collect(),
+                s.chain.first().map(|c| dns_names(c)).unwrap_or_default(),
+                s.other_verified,
+            )
+        })
         .unwrap_or_default();
+    rec.note("roots", settings.roots.describe());
+    let other_set = settings.other.as_ref().map(|(set, _)| *set);
+    let root_name = chain
+        .last()
+        .map(|c| c.issuer.clone())
+        .unwrap_or_else(|| "an unknown issuer".into());
     let chain_json = json!(chain
         .iter()
         .map(|c| json!({"subject": c.subject, "issuer": c.issuer, "not_after": c.not_after}))
         .collect::<Vec<_>>());
     facts.chain = chain.clone();
+    facts.leaf_names = leaf_names;
     match result {
         Ok(Ok(tls)) => {
             let (_, conn) = tls.get_ref();
@@ -443,20 +616,45 @@ pub async fn handshake(
                 .negotiated_cipher_suite()
                 .map(|c| format!("{:?}", c.suite()))
                 .unwrap_or_default();
-            rec.end(
-                PhaseStatus::Ok,
-                vec![
-                    ("version".into(), json!(version)),
-                    ("cipher".into(), json!(cipher)),
-                    ("verified".into(), json!(true)),
-                    ("chain".into(), chain_json),
-                ],
-            );
+            let mut detail = vec![
+                ("version".into(), json!(version)),
+                ("cipher".into(), json!(cipher)),
+                ("verified".into(), json!(true)),
+                ("chain".into(), chain_json),
+            ];
+            if let (Some(other), Some(false)) = (other_set, other_verified) {
+                detail.push((
+                    "other_roots".into(),
+                    json!({"set": other.as_str(), "verified": false}),
+                ));
+                facts.roots_differ = Some(format!(
+                    "the chain verifies with {} but not with {}, because its root \"{root_name}\" is not there: {}, and will refuse it unless the trust bundle (trust_bundle_cert) holds that root",
+                    settings.roots.set.describe(),
+                    other.describe(),
+                    other.users()
+                ));
+            }
+            facts.version = Some(version);
+            rec.end(PhaseStatus::Ok, detail);
             Ok(tls)
         }
         Ok(Err(e)) => {
             let peer_bytes = first.lock().map(|f| f.clone()).unwrap_or_default();
             let mut failure = classify(&e, server_name, &chain, &peer_bytes);
+            if failure.0 == Reason::TlsUntrusted {
+                failure.1.push_str(&format!(
+                    " (roots: {}{})",
+                    settings.roots.describe(),
+                    match (other_set, other_verified) {
+                        (Some(other), Some(true)) => format!(
+                            "; {} does trust \"{root_name}\", so this fails on one side of the device only: {}",
+                            other.describe(),
+                            settings.roots.set.users()
+                        ),
+                        _ => String::new(),
+                    }
+                ));
+            }
             let leaf_trusted = chain
                 .first()
                 .is_some_and(|leaf| settings.bundle_pem.contains(&leaf.pem));

@@ -176,6 +176,15 @@ fn expected_phases(r: &CheckResult) -> Vec<PhaseName> {
             }
             v.push(PhaseName::Tls);
         }
+        // The catalog's plain probes: a protocol phase only when they exchange bytes.
+        Protocol::Tcp | Protocol::Tls => {
+            if r.def.protocol == Protocol::Tls {
+                v.push(PhaseName::Tls);
+            }
+            if r.def.send.is_none() && !r.def.expect.wants_banner() {
+                return v;
+            }
+        }
         Protocol::Dns | Protocol::Time | Protocol::Config => return Vec::new(),
     }
     v.push(PhaseName::Protocol);

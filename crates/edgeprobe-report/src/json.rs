@@ -55,6 +55,9 @@ pub struct Context {
     pub proxy: Option<String>,
     pub configured_upstream_protocol: Option<String>,
     pub network: Option<String>,
+    /// The root set that verified servers, and the trust bundle's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_roots: Option<String>,
     #[serde(default)]
     pub notes: Vec<String>,
 }
@@ -242,6 +245,7 @@ impl JsonReport {
                 proxy: c.proxy.clone(),
                 configured_upstream_protocol: c.configured_upstream_protocol.clone(),
                 network: c.network.clone(),
+                trust_roots: c.trust_roots.clone(),
                 notes: c.notes.clone(),
             },
             checks,
@@ -338,6 +342,8 @@ impl Check {
                 source: "report".into(),
                 expect: Default::default(),
                 credentials: false,
+                limits: Default::default(),
+                send: None,
             },
             target: self.host.as_ref().map(|h| Target {
                 host: h.clone(),

@@ -33,6 +33,8 @@ pub struct RunContext {
     pub proxy: Option<String>,
     pub configured_upstream_protocol: Option<String>,
     pub network: Option<String>,
+    /// The root certificates that verified servers ("os (146 roots) + trust bundle (1)").
+    pub trust_roots: Option<String>,
     /// Notes about the run itself (e.g. why a vantage was not used).
     pub notes: Vec<String>,
 }
@@ -54,6 +56,7 @@ impl RunContext {
                 &self.configured_upstream_protocol,
             ),
             ("network", "Docker network", &self.network),
+            ("trust_roots", "Trust roots", &self.trust_roots),
         ]
         .into_iter()
         .filter_map(|(key, label, v)| v.clone().map(|v| (key, label, v)))

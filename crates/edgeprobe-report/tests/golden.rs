@@ -51,6 +51,8 @@ fn result(protocol: Protocol, outcome: Outcome) -> CheckResult {
             source: "builtin:iothub.toml".into(),
             expect: Default::default(),
             credentials: false,
+            limits: Default::default(),
+            send: None,
         },
         target: Some(Target {
             host: "myhub.azure-devices.net".into(),

@@ -218,6 +218,11 @@ pub struct CheckArgs {
     /// Extra trusted roots (PEM), e.g. the IoT Edge trust_bundle_cert or a proxy's CA.
     #[arg(long, value_name = "PEM")]
     pub trust_bundle: Option<PathBuf>,
+    /// Roots that verify servers, besides the trust bundle: os (default on the host, as
+    /// aziot and Docker verify), mozilla (default in the azure-iot-edge network and as a
+    /// module, as the module images carry), bundle-only.
+    #[arg(long, value_name = "SET", value_parser = ["os", "mozilla", "bundle-only"])]
+    pub roots: Option<String>,
     /// HTTP proxy URL for the WebSocket protocols and HTTPS (else HTTPS_PROXY / https_proxy).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,

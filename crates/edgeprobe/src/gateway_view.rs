@@ -168,6 +168,8 @@ fn def(id: &str, protocol: Protocol, port: Option<u16>, title: String) -> CheckD
         source: "derived".into(),
         expect: Default::default(),
         credentials: false,
+        limits: Default::default(),
+        send: None,
     }
 }
 

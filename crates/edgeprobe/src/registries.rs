@@ -56,6 +56,8 @@ impl Registry {
             source: "derived".into(),
             expect: Default::default(),
             credentials: false,
+            limits: Default::default(),
+            send: None,
         }
     }
 }
@@ -259,6 +261,8 @@ pub async fn run(
                     source: "derived".into(),
                     expect: Default::default(),
                     credentials: false,
+                    limits: Default::default(),
+                    send: None,
                 },
                 plan: Plan::Run(Target {
                     host,

@@ -104,6 +104,8 @@ impl Derived {
             source: "derived".into(),
             expect: Default::default(),
             credentials: false,
+            limits: Default::default(),
+            send: None,
         }
     }
 }
@@ -568,7 +570,16 @@ fn gather(
         );
         bundle_name = format!("{} (trust bundle)", m.uri);
     }
-    let mut tls = TlsSettings::new(&bundle, &bundle_name, true)
+    // Like the runtime: the host's services verify with the OS store, modules with the
+    // Mozilla set their images carry; each with the trust bundle.
+    let roots = match args.roots.as_deref().and_then(tls::RootSet::from_code) {
+        Some(set) => set,
+        None if module.is_some() || std::env::var_os("IOTEDGE_MODULEID").is_some() => {
+            tls::RootSet::Mozilla
+        }
+        None => tls::RootSet::Os,
+    };
+    let mut tls = TlsSettings::new(&bundle, &bundle_name, roots)
         .map_err(|e| usage(format!("--trust-bundle: {e}")))?;
     // Flags override the file: the configured identity counts only when no flag named one.
     let flags_identity = hub.is_some() || device.is_some() || credentials.is_some();
@@ -1043,6 +1054,7 @@ pub async fn check_with_facts(
     let registry_plan = crate::registries::plan(&registries, |id| selected(args, id));
 
     context.proxy = inputs.proxy.as_ref().map(|p| p.redacted());
+    context.trust_roots = Some(inputs.tls.roots.describe());
     context.configured_upstream_protocol = inputs.configured.map(|p| p.as_str().to_owned());
     context.dps = inputs
         .dps

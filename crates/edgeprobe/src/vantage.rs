@@ -196,6 +196,9 @@ pub async fn run(
             .to_string(),
         "--concurrency".into(),
         args.concurrency.to_string(),
+        // The modules' side verifies with the Mozilla set their images carry.
+        "--roots".into(),
+        args.roots.clone().unwrap_or_else(|| "mozilla".into()),
     ];
     for (var, value) in &inputs.vars {
         let flag = match var.as_str() {
@@ -579,5 +582,7 @@ pub fn def(id: &str) -> edgeprobe_core::catalog::CheckDef {
         source: "derived".into(),
         expect: Default::default(),
         credentials: false,
+        limits: Default::default(),
+        send: None,
     }
 }

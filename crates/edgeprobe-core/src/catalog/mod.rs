@@ -24,17 +24,40 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use crate::model::{Endpoint, Protocol};
 
+/// Expectations of the answer (`[check.expect]`), judged by pure functions.
+pub mod expect;
+pub use expect::{Expect, TlsSeen, TlsVersion};
+
+/// The catalog format versions this build reads. Version 1 files (no `version` key) are
+/// read as before; version 2 adds the `tcp` and `tls` probe kinds, the header, CONNACK and
+/// TLS expectations, `timeout`, `ip_family` and a family's explicit `credentials`.
+pub const VERSIONS: [i64; 2] = [1, 2];
+
 /// The built-in catalog, embedded at compile time: (file name, contents).
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("iothub.toml", include_str!("../../../checks/iothub.toml")),
-    ("nested.toml", include_str!("../../../checks/nested.toml")),
-    ("gateway.toml", include_str!("../../../checks/gateway.toml")),
-    ("dps.toml", include_str!("../../../checks/dps.toml")),
-    ("edgehub.toml", include_str!("../../../checks/edgehub.toml")),
+    (
+        "iothub.toml",
+        include_str!("../../../../checks/iothub.toml"),
+    ),
+    (
+        "nested.toml",
+        include_str!("../../../../checks/nested.toml"),
+    ),
+    (
+        "gateway.toml",
+        include_str!("../../../../checks/gateway.toml"),
+    ),
+    ("dps.toml", include_str!("../../../../checks/dps.toml")),
+    (
+        "edgehub.toml",
+        include_str!("../../../../checks/edgehub.toml"),
+    ),
 ];
 
 /// One runnable check declaration after family expansion.
@@ -61,6 +84,50 @@ pub struct CheckDef {
     /// device's own services do; a user's check only with `credentials = "device"`, which is
     /// allowed only for those services' hosts.
     pub credentials: bool,
+    /// The check's own time limit and address family.
+    pub limits: Limits,
+    /// tcp and tls checks: what to send once connected (blackbox_exporter's `query`), before
+    /// the answer is read for `expect.body_matches`.
+    pub send: Option<String>,
+}
+
+/// A check's own limits, within the run's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// The check gives up after this long, or at the run's deadline if that comes first.
+    pub timeout: Option<Duration>,
+    /// The address family to try first; the other is tried only when this one has no
+    /// address or none connects.
+    pub ip_family: Option<IpFamily>,
+}
+
+impl Limits {
+    /// The deadline of a check that starts now within a run that ends at `run_deadline`.
+    pub fn deadline(
+        &self,
+        now: tokio::time::Instant,
+        run_deadline: tokio::time::Instant,
+    ) -> tokio::time::Instant {
+        self.timeout
+            .map_or(run_deadline, |t| (now + t).min(run_deadline))
+    }
+}
+
+/// An IP address family (`ip_family`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    Ipv4,
+    Ipv6,
+}
+
+impl IpFamily {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "ipv4",
+            IpFamily::Ipv6 => "ipv6",
+        }
+    }
 }
 
 /// A catalog check's `credentials`.
@@ -82,23 +149,6 @@ const CREDENTIAL_HOSTS: [&str; 5] = [
     "{gateway_hostname}",
     "{edgehub_hostname}",
 ];
-
-/// A catalog check's expectations of the answer (blackbox_exporter's module options):
-/// without them any answer of the protocol passes; with them, a captive portal's 200 or a
-/// proxy's block page fails.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expect {
-    /// HTTPS: the status must be one of these.
-    #[serde(default)]
-    pub status: Vec<u16>,
-    /// HTTPS: the start of the body must match this regular expression.
-    pub body_matches: Option<String>,
-    /// HTTPS: the start of the body must not match this one (a block page's words).
-    pub body_not_matches: Option<String>,
-    /// Any TLS check: the server's certificate must stay valid at least this many days.
-    pub min_cert_days: Option<u32>,
-}
 
 /// A check whose templates have been filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,13 +174,25 @@ pub const RUN_VARS: &[&str] = &[
 
 /// The protocols a catalog entry may probe; `dns`, `time`, `config` and `registry` are local
 /// facts or derived checks, never a catalog target.
-const PROBE_KINDS: [Protocol; 5] = [
+const PROBE_KINDS: [Protocol; 7] = [
     Protocol::Mqtt,
     Protocol::Amqp,
     Protocol::MqttWs,
     Protocol::AmqpWs,
     Protocol::Https,
+    Protocol::Tcp,
+    Protocol::Tls,
 ];
+
+/// The longest `timeout` a check may ask for, in seconds.
+const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
+/// "line N: " for the first place `needle` appears in `text`, or nothing.
+fn line_of(text: &str, needle: &str) -> String {
+    text.find(needle)
+        .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
+        .unwrap_or_default()
+}
 
 impl CheckDef {
     /// Every variable this check needs, in order of first appearance.
@@ -168,20 +230,19 @@ impl CheckDef {
     }
 }
 
-/// Only the five protocols are probe kinds a catalog entry may name.
+/// Only the network protocols are probe kinds a catalog entry may name.
 fn probe_kind(file: &str, text: &str, id: &str, p: Protocol) -> Result<(), CatalogError> {
     if PROBE_KINDS.contains(&p) {
         return Ok(());
     }
-    let line = text
-        .find(&format!("\"{}\"", p.as_str()))
-        .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
-        .unwrap_or_default();
+    let line = line_of(text, &format!("\"{}\"", p.as_str()));
+    let kinds: Vec<&str> = PROBE_KINDS.iter().map(|k| k.as_str()).collect();
     Err(CatalogError::invalid(
         file,
         format!(
-            "{line}protocol: {:?} in {id:?} is not a probe kind (mqtt, amqp, mqtt-ws, amqp-ws, https)",
-            p.as_str()
+            "{line}protocol: {:?} in {id:?} is not a probe kind ({})",
+            p.as_str(),
+            kinds.join(", ")
         ),
     ))
 }
@@ -228,12 +289,15 @@ impl CatalogError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDoc {
+    /// The format version; absent means 1.
+    version: Option<i64>,
     #[serde(default)]
     family: Vec<FamilyDoc>,
     #[serde(default)]
     check: Vec<CheckDoc>,
 }
 
+/// What a family and a check share: where, how long, which credentials.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FamilyDoc {
@@ -250,6 +314,11 @@ struct FamilyDoc {
     requires: Vec<String>,
     #[serde(default)]
     unless: Vec<String>,
+    /// Absent: the device's credentials when the host is one of its own services (as in
+    /// version 1 files).
+    credentials: Option<CredentialsDoc>,
+    timeout: Option<f64>,
+    ip_family: Option<IpFamily>,
 }
 
 #[derive(Deserialize)]
@@ -272,6 +341,61 @@ struct CheckDoc {
     expect: Expect,
     #[serde(default)]
     credentials: CredentialsDoc,
+    timeout: Option<f64>,
+    ip_family: Option<IpFamily>,
+    /// tcp and tls: what to send once connected, before reading the answer.
+    send: Option<String>,
+}
+
+/// A `credentials = "device"` entry must be for the device's own services, at their hosts,
+/// over a protocol that carries credentials.
+fn check_credentials(
+    file: &str,
+    text: &str,
+    id: &str,
+    endpoint: Endpoint,
+    host: &str,
+    protocol: Option<Protocol>,
+) -> Result<(), CatalogError> {
+    let own_service = CREDENTIAL_HOSTS.contains(&host)
+        && matches!(
+            endpoint,
+            Endpoint::Iothub | Endpoint::Dps | Endpoint::Parent | Endpoint::Gateway
+        );
+    let why = if !own_service {
+        format!(
+            "check {id:?} asks for the device's credentials for {host:?}; they go only to the device's own services (endpoint iothub, dps, parent or gateway, host {})",
+            CREDENTIAL_HOSTS.join(", ")
+        )
+    } else if let Some(p @ (Protocol::Tcp | Protocol::Tls)) = protocol {
+        format!("check {id:?}: a {p} probe presents no credentials")
+    } else {
+        return Ok(());
+    };
+    Err(CatalogError::invalid(
+        file,
+        format!("{}credentials: {why}", line_of(text, "credentials")),
+    ))
+}
+
+/// A `timeout` in seconds, within (0, 1 hour].
+fn check_timeout(
+    file: &str,
+    text: &str,
+    id: &str,
+    secs: Option<f64>,
+) -> Result<Option<Duration>, CatalogError> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s > 0.0 && s <= MAX_TIMEOUT_SECS => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(CatalogError::invalid(
+            file,
+            format!(
+                "{}timeout: {s} in {id:?} is not a number of seconds between 0 and {MAX_TIMEOUT_SECS}",
+                line_of(text, "timeout")
+            ),
+        )),
+    }
 }
 
 /// The ordered list of checks this run knows about.
@@ -369,6 +493,16 @@ impl Catalog {
             let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
             CatalogError::invalid(file, format!("{line}{message}"))
         })?;
+        if let Some(v) = doc.version.filter(|v| !VERSIONS.contains(v)) {
+            return Err(CatalogError::invalid(
+                file,
+                format!(
+                    "{}version: catalog version {v} is not one this edgeprobe reads ({}); a newer edgeprobe may",
+                    line_of(text, "version"),
+                    VERSIONS.map(|v| v.to_string()).join(", ")
+                ),
+            ));
+        }
         for fam in doc.family {
             validate_id(file, &fam.id)?;
             if fam.protocols.is_empty() {
@@ -377,27 +511,52 @@ impl Catalog {
                     format!("family {:?} lists no protocols", fam.id),
                 ));
             }
+            let credentials = match fam.credentials {
+                Some(CredentialsDoc::Device) => {
+                    check_credentials(file, text, &fam.id, fam.endpoint, &fam.host, None)?;
+                    true
+                }
+                Some(CredentialsDoc::None) => false,
+                // Version 1: a family of the device's own services, at one of their hosts.
+                None => CREDENTIAL_HOSTS.contains(&fam.host.as_str()),
+            };
+            let limits = Limits {
+                timeout: check_timeout(file, text, &fam.id, fam.timeout)?,
+                ip_family: fam.ip_family,
+            };
             for proto in &fam.protocols {
                 probe_kind(file, text, &fam.id, *proto)?;
+                if credentials && matches!(proto, Protocol::Tcp | Protocol::Tls) {
+                    check_credentials(file, text, &fam.id, fam.endpoint, &fam.host, Some(*proto))?;
+                }
                 let port = fam.ports.get(proto).copied().or(proto.default_port());
-                let port_text = port.map(|p| format!(" ({p})")).unwrap_or_default();
+                let Some(port) = port else {
+                    return Err(CatalogError::invalid(
+                        file,
+                        format!(
+                            "family {:?}: a {proto} probe needs a port (ports = {{ {proto} = N }})",
+                            fam.id
+                        ),
+                    ));
+                };
                 self.push(
                     file,
                     text,
                     CheckDef {
                         id: format!("{}-{}", fam.id, proto.as_str()),
-                        title: format!("{} over {}{port_text}", fam.title, proto.title()),
+                        title: format!("{} over {} ({port})", fam.title, proto.title()),
                         endpoint: fam.endpoint,
                         protocol: *proto,
                         host: fam.host.clone(),
-                        port,
+                        port: Some(port),
                         required: fam.required.contains(proto),
                         requires: fam.requires.clone(),
                         unless: fam.unless.clone(),
                         source: file.to_owned(),
                         expect: Expect::default(),
-                        // A family of the device's own services, at one of their hosts.
-                        credentials: CREDENTIAL_HOSTS.contains(&fam.host.as_str()),
+                        credentials,
+                        limits,
+                        send: None,
                     },
                 )?;
             }
@@ -405,74 +564,41 @@ impl Catalog {
         for c in doc.check {
             validate_id(file, &c.id)?;
             probe_kind(file, text, &c.id, c.protocol)?;
-            if c.credentials == CredentialsDoc::Device
-                && !(CREDENTIAL_HOSTS.contains(&c.host.as_str())
-                    && matches!(
-                        c.endpoint,
-                        Endpoint::Iothub | Endpoint::Dps | Endpoint::Parent | Endpoint::Gateway
-                    ))
-            {
-                let line = text
-                    .find("credentials")
-                    .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
-                    .unwrap_or_default();
+            if c.credentials == CredentialsDoc::Device {
+                check_credentials(file, text, &c.id, c.endpoint, &c.host, Some(c.protocol))?;
+            }
+            if let Err((key, why)) = c.expect.validate(c.protocol) {
+                let last = key.rsplit('.').next().unwrap_or(&key);
                 return Err(CatalogError::invalid(
                     file,
-                    format!(
-                        "{line}credentials: check {:?} asks for the device's credentials for {:?}; they go only to the device's own services (endpoint iothub, dps, parent or gateway, host {})",
-                        c.id,
-                        c.host,
-                        CREDENTIAL_HOSTS.join(", ")
-                    ),
+                    format!("{}{key} in {:?}: {why}", line_of(text, last), c.id),
                 ));
             }
-            for (key, pattern) in [
-                ("body_matches", &c.expect.body_matches),
-                ("body_not_matches", &c.expect.body_not_matches),
-            ] {
-                if let Some(Err(e)) = pattern.as_deref().map(regex::Regex::new) {
-                    let line = pattern
-                        .as_deref()
-                        .and_then(|p| text.find(p))
-                        .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
-                        .unwrap_or_default();
-                    let why = e.to_string().lines().last().unwrap_or_default().to_owned();
-                    return Err(CatalogError::invalid(
-                        file,
-                        format!(
-                            "{line}expect.{key} in {:?}: not a regular expression ({why})",
-                            c.id
-                        ),
-                    ));
-                }
-            }
-            if (!c.expect.status.is_empty()
-                || c.expect.body_matches.is_some()
-                || c.expect.body_not_matches.is_some())
-                && c.protocol != Protocol::Https
-            {
-                return Err(CatalogError::invalid(
-                    file,
-                    format!(
-                        "check {:?}: expect.status and expect.body_* apply to https checks only",
-                        c.id
-                    ),
-                ));
-            }
-            let port = c.port.or(c.protocol.default_port());
-            if matches!(
-                c.protocol,
-                Protocol::Mqtt
-                    | Protocol::Amqp
-                    | Protocol::MqttWs
-                    | Protocol::AmqpWs
-                    | Protocol::Https
-                    | Protocol::Registry
-            ) && c.host.is_empty()
-            {
+            if c.host.is_empty() {
                 return Err(CatalogError::invalid(
                     file,
                     format!("check {:?}: a {} probe needs a host", c.id, c.protocol),
+                ));
+            }
+            let Some(port) = c.port.or(c.protocol.default_port()) else {
+                return Err(CatalogError::invalid(
+                    file,
+                    format!("check {:?}: a {} probe needs a port", c.id, c.protocol),
+                ));
+            };
+            let limits = Limits {
+                timeout: check_timeout(file, text, &c.id, c.timeout)?,
+                ip_family: c.ip_family,
+            };
+            if c.send.is_some() && !matches!(c.protocol, Protocol::Tcp | Protocol::Tls) {
+                return Err(CatalogError::invalid(
+                    file,
+                    format!(
+                        "{}send: check {:?} is {}; only tcp and tls checks send their own bytes",
+                        line_of(text, "send"),
+                        c.id,
+                        c.protocol
+                    ),
                 ));
             }
             self.push(
@@ -484,13 +610,15 @@ impl Catalog {
                     endpoint: c.endpoint,
                     protocol: c.protocol,
                     host: c.host,
-                    port,
+                    port: Some(port),
                     required: c.required,
                     requires: c.requires,
                     unless: c.unless,
                     source: file.to_owned(),
                     expect: c.expect,
                     credentials: c.credentials == CredentialsDoc::Device,
+                    limits,
+                    send: c.send,
                 },
             )?;
         }
@@ -622,6 +750,8 @@ required = ["https"]
             source: "t".into(),
             expect: Default::default(),
             credentials: false,
+            limits: Limits::default(),
+            send: None,
         };
         let mut vars = Vars::new();
         assert_eq!(c.resolve(&vars), Err("iothub_hostname".into()));
@@ -676,6 +806,84 @@ required = ["https"]
             err.to_string(),
             "mine.toml: check id \"iothub-mqtt\" is already defined in builtin:iothub.toml"
         );
+    }
+
+    #[test]
+    fn version_2_entries_load_with_their_limits_and_refuse_what_does_not_apply() {
+        let mut c = Catalog::default();
+        c.add_text(
+            "v2.toml",
+            r#"version = 2
+
+[[check]]
+id = "historian"
+title = "Historian"
+endpoint = "device"
+protocol = "tcp"
+host = "historian.plant"
+port = 5450
+timeout = 2.5
+ip_family = "ipv6"
+send = "PING\r\n"
+[check.expect]
+body_matches = "^PONG"
+
+[[family]]
+id = "hub"
+title = "Hub"
+endpoint = "iothub"
+host = "{iothub_hostname}"
+credentials = "none"
+protocols = ["mqtt", "tls"]
+ports = { tls = 8883 }
+"#,
+        )
+        .unwrap();
+        let h = c.get("historian").unwrap();
+        assert_eq!(h.protocol, Protocol::Tcp);
+        assert_eq!(h.limits.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(h.limits.ip_family, Some(IpFamily::Ipv6));
+        assert_eq!(h.send.as_deref(), Some("PING\r\n"));
+        assert!(
+            !c.get("hub-mqtt").unwrap().credentials,
+            "credentials = none"
+        );
+        assert_eq!(c.get("hub-tls").unwrap().port, Some(8883));
+
+        let check = |body: &str| {
+            format!("version = 2\n[[check]]\nid = \"a\"\ntitle = \"t\"\nendpoint = \"iothub\"\nhost = \"{{iothub_hostname}}\"\n{body}")
+        };
+        let cases: &[(String, &str)] = &[
+            ("version = 3\n".into(), "f.toml: line 1: version: catalog version 3 is not one this edgeprobe reads (1, 2)"),
+            (check("protocol = \"tcp\"\n"), "f.toml: check \"a\": a tcp probe needs a port"),
+            (check("protocol = \"tls\"\nport = 1\ncredentials = \"device\"\n"), "f.toml: line 9: credentials: check \"a\": a tls probe presents no credentials"),
+            (check("protocol = \"mqtt\"\ntimeout = 0\n"), "f.toml: line 8: timeout: 0 in \"a\" is not a number of seconds"),
+            (check("protocol = \"mqtt\"\nsend = \"x\"\n"), "f.toml: line 8: send: check \"a\" is mqtt"),
+            (check("protocol = \"https\"\n[check.expect]\nconnack = [0]\n"), "f.toml: line 9: expect.connack in \"a\": applies to mqtt and mqtt-ws checks, not to https"),
+            (check("protocol = \"https\"\nip_family = \"ipx\"\n"), "f.toml: line 8: unknown variant `ipx`"),
+            (check("protocol = \"dns\"\n"), "f.toml: line 7: protocol: \"dns\" in \"a\" is not a probe kind (mqtt, amqp, mqtt-ws, amqp-ws, https, tcp, tls)"),
+        ];
+        for (text, want) in cases {
+            let err = Catalog::default().add_text("f.toml", text).unwrap_err();
+            assert!(
+                err.to_string().starts_with(want),
+                "{err}\n  should start with\n{want}"
+            );
+        }
+    }
+
+    #[test]
+    fn built_in_families_of_the_device_s_services_present_its_credentials() {
+        let c = Catalog::builtin().unwrap();
+        for id in [
+            "iothub-mqtt",
+            "dps-https",
+            "parent-amqp",
+            "gateway-mqtt-ws",
+            "edgehub-amqp",
+        ] {
+            assert!(c.get(id).unwrap().credentials, "{id}");
+        }
     }
 
     #[test]
