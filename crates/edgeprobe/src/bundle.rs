@@ -32,7 +32,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::cli::BundleArgs;
-use crate::run::{check_with_facts, exit_code, write_atomically};
+use crate::run::{exit_code, write_atomically};
+use crate::stages::check_with_facts;
 use crate::AppError;
 use edgeprobe_docker::Tail;
 
@@ -326,7 +327,7 @@ pub async fn run(args: &BundleArgs) -> Result<u8, AppError> {
         .config
         .as_ref()
         .is_some_and(|c| matches!(c.provisioning, Provisioning::Dps { .. }));
-    let state = match crate::run::state_path(check, facts.config.as_ref()) {
+    let state = match crate::request::state_path(check, facts.config.as_ref()) {
         Some(path) if dps_config || check.identity_state.is_some() => {
             // Only the hub and device id: 1.1's backup also holds credentials.
             let shown = path.display().to_string();
@@ -623,7 +624,7 @@ async fn collect_commands(window: Window, deadline: Instant) -> Vec<Entry> {
 /// module's inspect and logs. One entry says why when the engine cannot be reached.
 async fn collect_docker(
     args: &BundleArgs,
-    facts: &crate::run::RunFacts,
+    facts: &crate::stages::RunFacts,
     window: Window,
     deadline: Instant,
 ) -> Vec<Entry> {
@@ -784,7 +785,7 @@ fn hosts_entry(root: &Path) -> Entry {
 
 /// Subject, issuer and expiry of every certificate file the configuration names: the
 /// certificates only, never a key.
-fn certificates_entry(facts: &crate::run::RunFacts) -> Entry {
+fn certificates_entry(facts: &crate::stages::RunFacts) -> Entry {
     use edgeprobe_iotedge::certs;
     let path = "iotedge/certificates.tsv";
     let Some(cfg) = &facts.config else {

@@ -8,7 +8,8 @@ use edgeprobe_report::RunContext;
 use fixtures::{HubOptions, PortFault, SimulatedHub};
 
 use crate::cli::{CheckArgs, DemoArgs, VantageChoice};
-use crate::run::{check, emit, exit_code};
+use crate::run::{emit, exit_code};
+use crate::stages::check;
 use crate::AppError;
 
 /// The simulated hub's name; `--connect-to` keeps every probe on loopback.

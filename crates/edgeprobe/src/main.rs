@@ -17,11 +17,15 @@ mod progress;
 /// Container registry checks (`registry-*`) and their data endpoints (`registry-data-*`).
 mod registries;
 /// `edgeprobe check` and `edgeprobe list`.
+mod request;
+/// Flags to report: the subcommands' entry points, the check ids outside the catalog.
 mod run;
 /// Writing user-named files: exclusive temporary file, rename, no special files replaced.
 mod safe_write;
 /// `edgeprobe serve-fixture`: the simulated hub as a process, for tests and the lab.
 mod serve;
+/// The run's stages, from a plan to a report.
+mod stages;
 /// The container vantage: the same checks from the IoT Edge Docker network.
 mod vantage;
 /// A module's own identity through the IoT Edge workload API.

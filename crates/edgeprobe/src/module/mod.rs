@@ -347,7 +347,7 @@ impl Module {
         if let Some(t) = timeout.or(desired.timeout) {
             args.timeout = t;
         }
-        let mut report = crate::run::check(&args, RunContext::default()).await?;
+        let mut report = crate::stages::check(&args, RunContext::default()).await?;
         if let Some(network) = &self.network {
             let vantage = Vantage::Container(network.clone());
             for r in &mut report.results {
