@@ -1,6 +1,7 @@
 //! Against the real Docker engine of this machine. Every test makes its own bridge network
 //! (`edgeprobe-test-{pid}-{n}`) and a `Scratch` guard removes what the test made (containers
-//! on its networks, the networks, its images), also when the test fails.
+//! on its networks, the networks, its images), also when the test fails. The engine's socket
+//! is root's: as another user those tests say "skipped: needs root" (see `fixtures::root`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -150,6 +151,9 @@ async fn probe_image(engine: &Engine, scratch: &mut Scratch, binary: &str) -> St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_facts_report_driver_subnet_gateway_mtu_and_ipv6() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     assert!(
         engine.api_version().starts_with("1."),
@@ -211,6 +215,9 @@ async fn network_facts_report_driver_subnet_gateway_mtu_and_ipv6() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_image_is_built_once_then_reused() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let version = unique("test");
@@ -261,6 +268,9 @@ async fn probe_image_is_built_once_then_reused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_in_the_network_and_reports_output_exit_code_and_resolv_conf() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let net = make_network(&engine, &mut scratch, &[], None).await;
@@ -335,6 +345,9 @@ async fn runs_in_the_network_and_reports_output_exit_code_and_resolv_conf() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_errors_are_api_errors_and_the_container_is_removed() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let net = make_network(&engine, &mut scratch, &[], None).await;
@@ -391,6 +404,9 @@ async fn engine_errors_are_api_errors_and_the_container_is_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_that_runs_forever_is_removed_at_the_deadline() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let net = make_network(&engine, &mut scratch, &[], None).await;
@@ -425,6 +441,9 @@ async fn a_container_that_runs_forever_is_removed_at_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_run_future_still_removes_the_container() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let net = make_network(&engine, &mut scratch, &[], None).await;
@@ -508,6 +527,9 @@ async fn a_bogus_socket_is_unavailable_and_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_facts_read_the_api_and_daemon_json_under_root() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let root: PathBuf = std::env::temp_dir().join(unique("edgeprobe-test-root"));
     std::fs::create_dir_all(root.join("etc/docker")).unwrap();
@@ -554,6 +576,9 @@ async fn daemon_facts_read_the_api_and_daemon_json_under_root() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuilt_binary_of_the_same_version_replaces_the_old_probe_image() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let version = unique("test");
