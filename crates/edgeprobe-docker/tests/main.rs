@@ -316,8 +316,11 @@ async fn runs_in_the_network_and_reports_output_exit_code_and_resolv_conf() {
     assert_eq!(run.stdout, "");
 
     // A read-only bind mount: our own hosts file replaces the engine's.
-    let dir = std::env::temp_dir().join(unique("edgeprobe-test-mount"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("edgeprobe-test-mount")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let hosts = dir.join("hosts");
     std::fs::write(&hosts, "10.9.8.7 edgeprobe-mount-test\n").unwrap();
     let run = engine
@@ -333,7 +336,7 @@ async fn runs_in_the_network_and_reports_output_exit_code_and_resolv_conf() {
         )
         .await
         .expect("run");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(tmp);
     assert_eq!(run.exit_code, 0, "{run:?}");
     assert!(run.stdout.starts_with("10.9.8.7"), "{run:?}");
 
@@ -512,13 +515,12 @@ async fn a_bogus_socket_is_unavailable_and_named() {
     );
 
     // A path that exists but is not a socket: the transport error is named too.
-    let dir = std::env::temp_dir().join(unique("edgeprobe-test-sock"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("not-a-socket");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-socket");
     std::fs::write(&file, "").unwrap();
     let uri = format!("unix://{}", file.display());
     let err = Engine::connect(Some(&uri), in_secs(5)).await.unwrap_err();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert_eq!(err.code(), "docker_unavailable", "{err}");
     assert!(err.to_string().contains(&uri), "{err}");
 
@@ -531,7 +533,8 @@ async fn daemon_facts_read_the_api_and_daemon_json_under_root() {
         return;
     }
     let engine = engine().await;
-    let root: PathBuf = std::env::temp_dir().join(unique("edgeprobe-test-root"));
+    let tmp = tempfile::tempdir().unwrap();
+    let root: PathBuf = tmp.path().to_owned();
     std::fs::create_dir_all(root.join("etc/docker")).unwrap();
     std::fs::write(
         root.join("etc/docker/daemon.json"),
@@ -559,7 +562,7 @@ async fn daemon_facts_read_the_api_and_daemon_json_under_root() {
     let facts = engine.daemon_facts(&root, in_secs(10)).await.unwrap();
     assert!(facts.daemon_json.is_none());
     assert!(facts.daemon_json_error.is_none());
-    let _ = std::fs::remove_dir_all(&root);
+    drop(tmp);
 
     // The host's own: the info API decodes on this engine (storage driver, root dir).
     let facts = engine

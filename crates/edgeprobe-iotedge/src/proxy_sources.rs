@@ -451,32 +451,23 @@ mod tests {
     const PASSWORD: &str = "fake-proxy-pass-456";
 
     /// A scratch root directory, removed on drop.
-    struct Root(PathBuf);
+    struct Root(tempfile::TempDir);
 
     impl Root {
         fn new(name: &str) -> Root {
-            let dir =
-                std::env::temp_dir().join(format!("edgeprobe-proxy-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Root(dir)
+            let prefix = format!("edgeprobe-proxy-{name}-");
+            Root(tempfile::Builder::new().prefix(&prefix).tempdir().unwrap())
         }
 
         fn write(&self, rel: &str, text: &str) -> String {
-            let path = self.0.join(rel);
+            let path = self.0.path().join(rel);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, text).unwrap();
             path.display().to_string()
         }
 
         fn path(&self, rel: &str) -> String {
-            self.0.join(rel).display().to_string()
-        }
-    }
-
-    impl Drop for Root {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+            self.0.path().join(rel).display().to_string()
         }
     }
 
@@ -555,7 +546,7 @@ mod tests {
         let cfg = config(Some(&format!(
             "http://proxyuser:{PASSWORD}@Proxy.Contoso.local:3128"
         )));
-        let sources = discover(&root.0, Some(&cfg));
+        let sources = discover(root.0.path(), Some(&cfg));
         let proxy = |p: &str| Some(p.replace("PW", PASSWORD));
         assert_eq!(
             summary(&sources),
@@ -612,7 +603,7 @@ mod tests {
         let cfg = config(Some(&format!(
             "http://proxyuser:{PASSWORD}@proxy.contoso.local"
         )));
-        let sources = discover(&root.0, Some(&cfg));
+        let sources = discover(root.0.path(), Some(&cfg));
         assert_eq!(
             sources.iter().map(|s| s.component).collect::<Vec<_>>(),
             [
@@ -639,7 +630,7 @@ mod tests {
         }
 
         // No proxy in the config while a component has one is a mismatch too.
-        let sources = discover(&root.0, Some(&config(None)));
+        let sources = discover(root.0.path(), Some(&config(None)));
         let got = mismatches(&sources);
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(
@@ -653,12 +644,13 @@ mod tests {
     #[test]
     fn unreadable_or_absent_files_record_nothing() {
         let root = Root::new("unreadable");
-        assert!(discover(&root.0, None).is_empty());
+        assert!(discover(root.0.path(), None).is_empty());
         assert!(mismatches(&[]).is_empty());
 
         // A drop-in that cannot be read as a file (here: a directory) drops the component.
         fs::create_dir_all(
             root.0
+                .path()
                 .join("etc/systemd/system/aziot-edged.service.d/override.conf"),
         )
         .unwrap();
@@ -668,7 +660,7 @@ mod tests {
             "etc/systemd/system/aziot-identityd.service.d/p.conf",
             "[Service]\nEnvironment=https_proxy=http://p:3128\n",
         );
-        let sources = discover(&root.0, None);
+        let sources = discover(root.0.path(), None);
         assert_eq!(
             summary(&sources),
             vec![(

@@ -354,15 +354,15 @@ mod tests {
 
     #[test]
     fn proc_net_tcp_listeners_are_read() {
-        let dir = std::env::temp_dir().join(format!("edgeprobe-proc-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("net")).unwrap();
         std::fs::write(
             dir.join("net/tcp"),
             "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:22B3 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0\n   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0 100 0 0 10 0\n",
         )
         .unwrap();
-        let l = listeners(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
+        let l = listeners(dir);
         assert_eq!(
             l,
             vec![Listener {

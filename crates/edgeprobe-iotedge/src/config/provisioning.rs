@@ -355,8 +355,8 @@ mod tests {
     use crate::identity::Credentials;
     #[test]
     fn key_files_hold_base64_or_raw_bytes_and_key_services_are_unreadable() {
-        let dir = std::env::temp_dir().join(format!("edgeprobe-config-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let raw = dir.join("raw.key");
         fs::write(&raw, [0u8, 159, 146, 150, 10, 32, 255]).unwrap();
         let text = dir.join("text.key");
@@ -406,7 +406,6 @@ mod tests {
                 why: "held by a key service (pkcs11 URI), which edgeprobe cannot read".into()
             }
         );
-        fs::remove_dir_all(&dir).unwrap();
 
         // A manual X.509 key held by a key service: unavailable, with the reason.
         let cfg = parse_str(

@@ -437,19 +437,19 @@ fn malformed_files_give_one_line_errors_with_line_and_key() {
 
 #[test]
 fn find_default_prefers_the_1_2_file() {
-    let root = std::env::temp_dir().join(format!("edgeprobe-find-{}", std::process::id()));
-    assert_eq!(find_default_in(&root), None);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    assert_eq!(find_default_in(root), None);
     fs::create_dir_all(root.join("etc/iotedge")).unwrap();
     fs::write(root.join("etc/iotedge/config.yaml"), "").unwrap();
     assert_eq!(
-        find_default_in(&root),
+        find_default_in(root),
         Some(root.join("etc/iotedge/config.yaml"))
     );
     fs::create_dir_all(root.join("etc/aziot")).unwrap();
     fs::write(root.join("etc/aziot/config.toml"), "").unwrap();
     assert_eq!(
-        find_default_in(&root),
+        find_default_in(root),
         Some(root.join("etc/aziot/config.toml"))
     );
-    fs::remove_dir_all(&root).unwrap();
 }
