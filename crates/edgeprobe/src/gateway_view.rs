@@ -14,6 +14,8 @@ use edgeprobe_core::{Endpoint, Outcome, Protocol, Reason, Status};
 use edgeprobe_docker::{Engine, PublishedPort};
 use tokio::time::Instant;
 
+use crate::firewall;
+
 /// The summary check.
 pub const GATEWAY_INBOUND_ID: &str = "gateway-inbound";
 /// The inbound ports of an edge gateway: (check id, protocol, port).
@@ -93,34 +95,6 @@ pub fn listeners(proc_root: &Path) -> Vec<Listener> {
     out
 }
 
-/// The host firewall's INPUT chain as `iptables -S` prints it (empty when unreadable).
-pub async fn input_rules(deadline: Instant) -> Vec<String> {
-    let cmd = tokio::process::Command::new("iptables")
-        .args(["-S", "INPUT"])
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout_at(deadline, cmd).await {
-        Ok(Ok(o)) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Whether an `iptables -S` rule matches TCP `port`.
-fn rule_matches_port(rule: &str, port: u16) -> bool {
-    let words: Vec<&str> = rule.split_whitespace().collect();
-    words.windows(2).any(|w| match w[0] {
-        "--dport" => w[1] == port.to_string(),
-        "--dports" => w[1].split(',').any(|p| match p.split_once(':') {
-            Some((a, b)) => matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= port && port <= b),
-            None => p == port.to_string(),
-        }),
-        _ => false,
-    })
-}
-
 /// The first INPUT rule that drops or rejects `port`, or the policy when it drops and no
 /// rule accepts the port. `(is_reject, description)`.
 pub fn blocking_rule(rules: &[String], port: u16) -> Option<(bool, String)> {
@@ -131,7 +105,7 @@ pub fn blocking_rule(rules: &[String], port: u16) -> Option<(bool, String)> {
         // Rules without a port match everything (e.g. a blanket DROP); port rules match theirs.
         let has_port = rule.contains("--dport");
         let tcp_or_all = !rule.contains(" -p ") || rule.contains("-p tcp");
-        if !tcp_or_all || (has_port && !rule_matches_port(rule, port)) {
+        if !tcp_or_all || (has_port && !firewall::matches_port(rule, port)) {
             continue;
         }
         // Only rules about new traffic in general: skip established/related accepts.
@@ -226,7 +200,7 @@ pub async fn checks(
             ),
         )];
     }
-    let rules = input_rules(budget).await;
+    let rules = firewall::chain_rules("INPUT", budget).await;
     let listening = listeners(proc_root);
     let mut out = Vec::new();
     let mut open = Vec::new();

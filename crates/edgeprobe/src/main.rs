@@ -8,6 +8,8 @@ mod bundle;
 mod cli;
 /// `edgeprobe demo`: the simulated hub and a check against it.
 mod demo;
+/// The host firewall as `iptables -S` prints it: one reader, one rule matcher.
+mod firewall;
 /// The gateway view: edgeHub's inbound ports on this device.
 mod gateway_view;
 /// `edgeprobe serve`: the long-running module mode, its HTTP endpoints and its history.

@@ -451,9 +451,7 @@ pub fn compare_outcome(
                 fixes.push("allow the network's subnet in the DOCKER-USER / FORWARD chains of the host firewall");
                 let rule = firewall
                     .iter()
-                    .find(|r| {
-                        r.contains(&format!("--dport {port}")) || r.contains(&format!("dpt:{port}"))
-                    })
+                    .find(|r| crate::firewall::matches_port(r, port))
                     .map(|r| format!(" (rule: {r})"))
                     .unwrap_or_default();
                 format!(
@@ -515,22 +513,17 @@ pub fn compare_outcome(
     o
 }
 
-/// Reads the host firewall's DOCKER-USER and FORWARD rules where we can (root), for evidence.
+/// The host firewall's DOCKER-USER and FORWARD rules that drop or reject, where we can read
+/// them (root), for evidence.
 pub async fn firewall_rules(deadline: Instant) -> Vec<String> {
     let mut out = Vec::new();
     for chain in ["DOCKER-USER", "FORWARD"] {
-        let cmd = tokio::process::Command::new("iptables")
-            .args(["-S", chain])
-            .kill_on_drop(true)
-            .output();
-        if let Ok(Ok(o)) = tokio::time::timeout_at(deadline, cmd).await {
-            out.extend(
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter(|l| l.contains("DROP") || l.contains("REJECT"))
-                    .map(str::to_owned),
-            );
-        }
+        out.extend(
+            crate::firewall::chain_rules(chain, deadline)
+                .await
+                .into_iter()
+                .filter(|r| crate::firewall::drops_or_rejects(r)),
+        );
     }
     out
 }
