@@ -17,12 +17,13 @@ use tokio::time::Instant;
 use crate::firewall;
 
 /// The summary check.
-pub const GATEWAY_INBOUND_ID: &str = "gateway-inbound";
+pub use crate::check_ids::GATEWAY_INBOUND_ID;
+use crate::check_ids::{INBOUND_AMQP_ID, INBOUND_HTTPS_ID, INBOUND_MQTT_ID};
 /// The inbound ports of an edge gateway: (check id, protocol, port).
 pub const INBOUND: [(&str, Protocol, u16); 3] = [
-    ("inbound-mqtt", Protocol::Mqtt, 8883),
-    ("inbound-amqp", Protocol::Amqp, 5671),
-    ("inbound-https", Protocol::Https, 443),
+    (INBOUND_MQTT_ID, Protocol::Mqtt, 8883),
+    (INBOUND_AMQP_ID, Protocol::Amqp, 5671),
+    (INBOUND_HTTPS_ID, Protocol::Https, 443),
 ];
 
 /// A listening TCP socket on the host and who holds it.
@@ -157,7 +158,7 @@ pub async fn checks(
         GATEWAY_INBOUND_ID,
         Protocol::Config,
         None,
-        "Inbound ports for downstream devices (gateway view)".into(),
+        crate::check_ids::title(GATEWAY_INBOUND_ID).into(),
     );
     let published: Vec<PublishedPort> = match Engine::connect(uri, budget).await {
         Err(e) => {

@@ -4,6 +4,8 @@
 
 /// `edgeprobe bundle`: the report and the facts a support engineer asks for, secrets redacted.
 mod bundle;
+/// One registry of the check ids produced outside the catalog, and their invariant test.
+mod check_ids;
 /// Clap definitions of every command and flag.
 mod cli;
 /// `edgeprobe demo`: the simulated hub and a check against it.

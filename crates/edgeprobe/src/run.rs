@@ -43,14 +43,7 @@ pub const PROXY_CONSISTENCY_ID: &str = "proxy-consistency";
 pub const CLOCK_ID: &str = "device-clock";
 
 /// Checks produced outside the catalog (the container vantage and the gateway view).
-const OTHER_IDS: [&str; 6] = [
-    vantage::DOCKER_NETWORK_ID,
-    vantage::VANTAGE_COMPARE_ID,
-    gateway_view::GATEWAY_INBOUND_ID,
-    "inbound-mqtt",
-    "inbound-amqp",
-    "inbound-https",
-];
+const OTHER_IDS: [&str; 6] = crate::check_ids::PRODUCED_IDS;
 
 /// A check computed from the results of the others.
 struct Derived {
@@ -434,6 +427,7 @@ fn list(args: &ListArgs) -> Result<u8, AppError> {
             d.from
         ));
     }
+    out.push_str(&crate::check_ids::list_lines(width));
     out.push_str(&crate::registries::list_lines(width));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(0)

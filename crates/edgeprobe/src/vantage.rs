@@ -529,18 +529,13 @@ pub async fn firewall_rules(deadline: Instant) -> Vec<String> {
 }
 
 /// The derived checks of the container vantage, in report order.
-pub const DOCKER_NETWORK_ID: &str = "docker-network";
-pub const VANTAGE_COMPARE_ID: &str = "vantage-compare";
+pub use crate::check_ids::{DOCKER_NETWORK_ID, VANTAGE_COMPARE_ID};
 
 /// A derived check's declaration.
 pub fn def(id: &str) -> edgeprobe_core::catalog::CheckDef {
-    let title = match id {
-        DOCKER_NETWORK_ID => "The IoT Edge Docker network",
-        _ => "Host and container vantages agree",
-    };
     edgeprobe_core::catalog::CheckDef {
         id: id.into(),
-        title: title.into(),
+        title: crate::check_ids::title(id).into(),
         endpoint: Endpoint::Device,
         protocol: Protocol::Config,
         host: String::new(),
