@@ -1,6 +1,7 @@
 # edgeprobe — the single entry point for people and CI.
 #   make demo   run `edgeprobe demo` against the built-in simulated IoT Hub
-#   make test   install what the tests need, then run every test
+#   make test   install what the tests need, then run every test (as root; none may skip)
+#   cargo test  as any user: the fast tier, every test that needs no root (the rest skip)
 SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
@@ -25,8 +26,8 @@ demo: build ## run edgeprobe demo (simulated IoT Hub on loopback, MQTT blocked)
 test-deps: ## install the Debian packages the tests use (idempotent)
 	@bash tests/install-deps.sh
 
-test: test-deps ## install test dependencies and run every test, then the .deb's
-	$(CARGO) test --workspace --no-fail-fast
+test: test-deps ## install test dependencies and run every test (root: none may skip), then the .deb's
+	EDGEPROBE_TEST_ROOT=1 $(CARGO) test --workspace --no-fail-fast
 	$(MAKE) test-deb
 
 test-deb: deb ## build the .deb, install it, check it, remove it (root)

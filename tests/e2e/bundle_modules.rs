@@ -96,6 +96,9 @@ fn manifest_entry<'a>(manifest: &'a serde_json::Value, path: &str) -> &'a serde_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bundle_holds_the_modules_logs_and_inspect_the_journals_and_no_secret() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let image = BusyboxImage::build();
     let net = DockerNet::new("modules");
     let prefix = format!("e2e-bundle-{}-", std::process::id());

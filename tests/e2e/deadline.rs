@@ -11,6 +11,9 @@ const MARGIN: Duration = Duration::from_millis(500);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_every_port_blackholed_the_run_ends_inside_its_deadline() {
+    if !fixtures::needs_root() {
+        return;
+    }
     // A namespace whose firewall drops every TCP segment: SYNs vanish, as behind a DROP rule.
     let ns = Netns::new("blackhole");
     ns.exec(&["iptables", "-A", "INPUT", "-p", "tcp", "-j", "DROP"]);
@@ -63,6 +66,9 @@ async fn with_every_port_blackholed_the_run_ends_inside_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_every_service_stalling_after_tls_the_run_ends_inside_its_deadline() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let faults = HubFaults {
         mqtt: PortFault::StallAfterTls,
         amqp: PortFault::StallAfterTls,
@@ -106,6 +112,9 @@ impl Drop for NetnsEtc {
 // deadline in DNS, and the probes then blamed a firewall on every port.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resolver_that_drops_aaaa_costs_only_the_resolution_delay() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let ns = Netns::new("aaaa");
     // The nameserver never answers: UDP and TCP 53 are dropped.
     ns.exec(&[

@@ -132,6 +132,9 @@ fn leftover_containers(network: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_caught() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let ns = Netns::new("dockerhub");
     let _link = Link::new(&ns, 'v', "10.213.7.1", "10.213.7.2");
     let hub = start_remote_hub(&ns, "10.213.7.2", &[]);
@@ -321,6 +324,9 @@ async fn the_container_vantage_runs_the_same_checks_and_a_docker_user_rule_is_ca
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_network_the_run_degrades_to_the_host_with_a_note() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let r = run([
         "check",
         "--iothub-hostname",
@@ -368,6 +374,9 @@ async fn without_the_network_the_run_degrades_to_the_host_with_a_note() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_removes_the_probe_container_and_exits_130() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let ns = Netns::new("dockerint");
     let _link = Link::new(&ns, 'i', "10.213.8.1", "10.213.8.2");
     // Every service stalls after TLS: the container's run lasts until its deadline.

@@ -403,6 +403,9 @@ async fn a_skewed_service_clock_is_reported_as_clock_skew() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ipv6_addresses_that_do_not_connect_are_a_warning_when_ipv4_works() {
+    if !fixtures::needs_root() {
+        return;
+    }
     // The hub answers on IPv4 only; the name also resolves to an IPv6 address where nothing listens.
     let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.9").await;
     let mut args = hub.args_real_ports(5.0);

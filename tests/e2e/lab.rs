@@ -308,6 +308,9 @@ fn assert_cleaned_up(names: Vec<String>, dir: PathBuf) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_all_open_every_protocol_works_against_real_servers_through_real_dns() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start(
         "lopen",
         LabOptions {
@@ -404,6 +407,9 @@ async fn lab_all_open_every_protocol_works_against_real_servers_through_real_dns
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_registry_data_endpoint_dropped_by_the_router_means_pulls_stall() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start(
         "lacr",
         LabOptions {
@@ -459,6 +465,9 @@ async fn lab_registry_data_endpoint_dropped_by_the_router_means_pulls_stall() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_8883_dropped_by_the_router_is_a_tcp_timeout_and_mqtt_ws_still_works() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start("ldrop", LabOptions::default());
     lab.net
         .forward(&["-p", "tcp", "--dport", "8883", "-j", "DROP"]);
@@ -475,6 +484,9 @@ async fn lab_8883_dropped_by_the_router_is_a_tcp_timeout_and_mqtt_ws_still_works
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_5671_rejected_with_a_tcp_reset_is_tcp_refused() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start("lrej", LabOptions::default());
     lab.net.forward(&[
         "-p",
@@ -498,6 +510,9 @@ async fn lab_5671_rejected_with_a_tcp_reset_is_tcp_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_only_443_open_leaves_the_websocket_protocols_and_recommends_one() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start("l443", LabOptions::default());
     lab.net.only_allow(&["443"]);
     let rep = lab.run(lab.args(LAB_HUB, 2.0, true)).await.json();
@@ -525,6 +540,9 @@ async fn lab_only_443_open_leaves_the_websocket_protocols_and_recommends_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_proxy_only_network_carries_the_websocket_protocols_through_squid() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start(
         "lprx",
         LabOptions {
@@ -555,6 +573,9 @@ async fn lab_proxy_only_network_carries_the_websocket_protocols_through_squid() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_squid_with_basic_auth_says_proxy_auth_required_then_accepts_credentials() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start(
         "lpxa",
         LabOptions {
@@ -581,6 +602,9 @@ async fn lab_squid_with_basic_auth_says_proxy_auth_required_then_accepts_credent
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_tls_interception_on_443_is_untrusted_and_names_the_issuer() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start(
         "ltls",
         LabOptions {
@@ -599,6 +623,9 @@ async fn lab_tls_interception_on_443_is_untrusted_and_names_the_issuer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_a_web_server_on_8883_is_the_wrong_service() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start(
         "lwrong",
         LabOptions {
@@ -614,6 +641,9 @@ async fn lab_a_web_server_on_8883_is_the_wrong_service() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_a_hub_name_dnsmasq_does_not_know_is_nxdomain() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start("lnx", LabOptions::default());
     let rep = lab
         .run(lab.args("nosuchhub.azure-devices.net", 3.0, false))
@@ -631,6 +661,9 @@ async fn lab_a_hub_name_dnsmasq_does_not_know_is_nxdomain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_everything_blackholed_times_out_every_check_within_the_deadline() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start("lhole", LabOptions::default());
     // Names still resolve (DNS is allowed); every TCP packet from the device is dropped.
     lab.net.only_allow(&[]);
@@ -650,6 +683,9 @@ async fn lab_everything_blackholed_times_out_every_check_within_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lab_mosquitto_refusing_the_device_is_auth_rejected_with_the_path_proven() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let lab = Lab::start(
         "lauth",
         LabOptions {

@@ -145,6 +145,9 @@ fn has(labels: &[(String, String)], k: &str, v: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_exposes_metrics_and_remembers_a_port_closed_between_runs() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let hub = Hub::start(HubFaults::default()).await;
     let state = tempfile::tempdir().unwrap();
     let s = Serve::start(&serve_args(
@@ -423,6 +426,9 @@ fn docker_out(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_prometheus_scrapes_serve_by_container_name_on_a_docker_network() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let ns = Netns::new("promhub");
     let _link = Link::new(&ns, 'p', "10.213.9.1", "10.213.9.2");
     let hub = start_remote_hub(&ns, "10.213.9.2", &[]);

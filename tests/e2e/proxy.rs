@@ -56,6 +56,9 @@ fn assert_no_password(label: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn squid_carries_the_websocket_protocols_and_https_while_mqtt_and_amqp_stay_direct() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.1").await;
     let squid = thirdparty::squid(&options(&hub, false));
     let mut args = hub.args_real_ports(10.0);
@@ -100,6 +103,9 @@ async fn squid_carries_the_websocket_protocols_and_https_while_mqtt_and_amqp_sta
 
 #[tokio::test(flavor = "multi_thread")]
 async fn squid_with_basic_auth_wants_credentials_and_accepts_the_right_ones() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.2").await;
     let squid = thirdparty::squid(&options(&hub, true));
 
@@ -148,6 +154,9 @@ async fn squid_with_basic_auth_wants_credentials_and_accepts_the_right_ones() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn squid_refusing_connect_to_another_port_is_proxy_denied() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.3").await;
     let squid = thirdparty::squid(&options(&hub, false));
     let dir = tempfile::tempdir().unwrap();
@@ -179,6 +188,9 @@ async fn squid_refusing_connect_to_another_port_is_proxy_denied() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tinyproxy_with_basic_auth_carries_the_tunnels_and_refuses_a_wrong_password() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.4").await;
     let tiny = thirdparty::tinyproxy(&options(&hub, true));
 
@@ -213,6 +225,9 @@ async fn tinyproxy_with_basic_auth_carries_the_tunnels_and_refuses_a_wrong_passw
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_proxy_only_network_only_the_websocket_protocols_work_and_amqp_ws_is_recommended() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let ip = "127.0.20.5";
     let hub = Hub::start_real_ports(HubFaults::default(), ip).await;
     let squid = thirdparty::squid(&options(&hub, false));
@@ -272,6 +287,9 @@ async fn an_unreachable_proxy_is_named_as_such() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_proxy_from_the_environment_is_used_and_no_proxy_is_honoured() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.6").await;
     let squid = thirdparty::squid(&options(&hub, false));
     let url = proxy_url(&squid, None);
@@ -347,6 +365,9 @@ fn phase_names(c: &edgeprobe_report::json::Check) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_https_proxy_is_reached_over_tls_and_carries_the_tunnels_inside_it() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.7").await;
     let proxy = TlsProxy::start(&hub);
     let r = run(proxy.args(&hub, true)).await;
@@ -414,6 +435,9 @@ async fn an_https_proxy_is_reached_over_tls_and_carries_the_tunnels_inside_it() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_https_proxy_whose_ca_is_not_trusted_fails_at_the_proxy_not_at_the_hub() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let hub = Hub::start_real_ports(HubFaults::default(), "127.0.20.8").await;
     let proxy = TlsProxy::start(&hub);
     let r = run(proxy.args(&hub, false)).await;

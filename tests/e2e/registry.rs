@@ -451,6 +451,11 @@ async fn a_service_that_is_not_a_registry_is_wrong_service() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_and_its_data_endpoint_through_squid() {
+    // squid's shared memory (/dev/shm/squid-*) is machine-wide, and a squid that root started
+    // leaves it owned by `proxy`: as another user squid cannot start.
+    if !fixtures::needs_root() {
+        return;
+    }
     let data_port = free_port();
     let reg = Registry::start_on_named_ports(data_port);
     reg.push(false).await;
@@ -848,6 +853,9 @@ impl Drop for SlowDns {
 // of 0 is never cached), one lookup after another, until its deadline.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_resolver_is_asked_each_name_once_and_the_registry_passes() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let data_port = free_port();
     let reg = Registry::start_on_named_ports(data_port);
     reg.push(false).await;
@@ -907,6 +915,9 @@ async fn a_slow_resolver_is_asked_each_name_once_and_the_registry_passes() {
 // registry or its data endpoint is blocked.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_resolver_and_a_short_run_say_deadline_not_blocked() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let data_port = free_port();
     let reg = Registry::start_on_named_ports(data_port);
     reg.push(false).await;

@@ -90,6 +90,9 @@ async fn a_downstream_device_that_does_not_trust_the_edge_ca_is_told_which_issue
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nested_device_is_checked_against_its_parent_not_iot_hub() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let faults = HubFaults {
         mqtt: PortFault::StallAfterTls,
         ..HubFaults::default()
@@ -204,6 +207,9 @@ fn drop_inbound(port: u16) -> crate::support::IptablesRule {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_view_reads_edge_hubs_published_ports_the_firewall_and_port_holders() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let (mqtt, amqp, https) = (18883u16, 15671u16, 18443u16);
     let hub = FakeEdgeHub::create(&[
         &format!("127.0.0.1:{mqtt}:8883"),
@@ -268,6 +274,9 @@ async fn the_gateway_view_reads_edge_hubs_published_ports_the_firewall_and_port_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_device_without_published_edge_hub_ports_is_not_a_gateway() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let r = run([
         "check",
         "--only",

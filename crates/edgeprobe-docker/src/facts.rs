@@ -143,26 +143,22 @@ pub struct DaemonFacts {
     pub daemon_json_error: Option<String>,
 }
 
-/// `http://user:pass@host:3128` -> `http://user:<redacted>@host:3128`.
+/// `http://user:pass@host:3128` -> `http://user:<redacted>@host:3128`. The url crate finds
+/// the password (the last `@` ends the userinfo), reading the text under a scheme of ours so
+/// that host, port and path stay as written; a text with an `@` that is no URL is redacted
+/// whole.
 pub(crate) fn redact_url(s: &str) -> String {
-    let (scheme, rest) = match s.find("://") {
-        Some(i) => (&s[..i + 3], &s[i + 3..]),
-        None => ("", s),
-    };
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    if let Some(at) = authority.rfind('@') {
-        let userinfo = &authority[..at];
-        let user = userinfo.split(':').next().unwrap_or("");
-        if userinfo.contains(':') {
-            return format!(
-                "{scheme}{user}:<redacted>@{}{}",
-                &authority[at + 1..],
-                &rest[auth_end..]
-            );
-        }
+    let (scheme, rest) = s.find("://").map_or(("", s), |i| s.split_at(i + 3));
+    match url::Url::parse(&format!("proxy://{rest}")) {
+        Ok(u) if u.password().is_some() => format!(
+            "{scheme}{}:<redacted>@{}",
+            u.username(),
+            &u[url::Position::BeforeHost..]
+        ),
+        Ok(_) => s.to_owned(),
+        Err(_) if rest.contains('@') => format!("{scheme}<redacted>"),
+        Err(_) => s.to_owned(),
     }
-    s.to_string()
 }
 
 fn nonempty(s: Option<String>) -> Option<String> {
@@ -289,6 +285,12 @@ mod tests {
         );
         assert_eq!(redact_url("http://proxy:3128"), "http://proxy:3128");
         assert_eq!(redact_url("http://bob@proxy:3128"), "http://bob@proxy:3128");
+        assert_eq!(
+            redact_url("u:p@ss@proxy:80/x"),
+            "u:<redacted>@proxy:80/x",
+            "no scheme, an @ in the password, the default port"
+        );
+        assert_eq!(redact_url("http://u:pw@h:notaport"), "http://<redacted>");
         assert_eq!(redact_url("u:p@host:1"), "u:<redacted>@host:1");
     }
 

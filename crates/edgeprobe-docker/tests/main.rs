@@ -1,6 +1,7 @@
 //! Against the real Docker engine of this machine. Every test makes its own bridge network
 //! (`edgeprobe-test-{pid}-{n}`) and a `Scratch` guard removes what the test made (containers
-//! on its networks, the networks, its images), also when the test fails.
+//! on its networks, the networks, its images), also when the test fails. The engine's socket
+//! is root's: as another user those tests say "skipped: needs root" (see `fixtures::root`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -150,6 +151,9 @@ async fn probe_image(engine: &Engine, scratch: &mut Scratch, binary: &str) -> St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_facts_report_driver_subnet_gateway_mtu_and_ipv6() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     assert!(
         engine.api_version().starts_with("1."),
@@ -211,6 +215,9 @@ async fn network_facts_report_driver_subnet_gateway_mtu_and_ipv6() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_image_is_built_once_then_reused() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let version = unique("test");
@@ -261,6 +268,9 @@ async fn probe_image_is_built_once_then_reused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_in_the_network_and_reports_output_exit_code_and_resolv_conf() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let net = make_network(&engine, &mut scratch, &[], None).await;
@@ -306,8 +316,11 @@ async fn runs_in_the_network_and_reports_output_exit_code_and_resolv_conf() {
     assert_eq!(run.stdout, "");
 
     // A read-only bind mount: our own hosts file replaces the engine's.
-    let dir = std::env::temp_dir().join(unique("edgeprobe-test-mount"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("edgeprobe-test-mount")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let hosts = dir.join("hosts");
     std::fs::write(&hosts, "10.9.8.7 edgeprobe-mount-test\n").unwrap();
     let run = engine
@@ -323,7 +336,7 @@ async fn runs_in_the_network_and_reports_output_exit_code_and_resolv_conf() {
         )
         .await
         .expect("run");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(tmp);
     assert_eq!(run.exit_code, 0, "{run:?}");
     assert!(run.stdout.starts_with("10.9.8.7"), "{run:?}");
 
@@ -335,6 +348,9 @@ async fn runs_in_the_network_and_reports_output_exit_code_and_resolv_conf() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_errors_are_api_errors_and_the_container_is_removed() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let net = make_network(&engine, &mut scratch, &[], None).await;
@@ -391,6 +407,9 @@ async fn engine_errors_are_api_errors_and_the_container_is_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_that_runs_forever_is_removed_at_the_deadline() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let net = make_network(&engine, &mut scratch, &[], None).await;
@@ -425,6 +444,9 @@ async fn a_container_that_runs_forever_is_removed_at_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_run_future_still_removes_the_container() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let net = make_network(&engine, &mut scratch, &[], None).await;
@@ -493,13 +515,12 @@ async fn a_bogus_socket_is_unavailable_and_named() {
     );
 
     // A path that exists but is not a socket: the transport error is named too.
-    let dir = std::env::temp_dir().join(unique("edgeprobe-test-sock"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("not-a-socket");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-socket");
     std::fs::write(&file, "").unwrap();
     let uri = format!("unix://{}", file.display());
     let err = Engine::connect(Some(&uri), in_secs(5)).await.unwrap_err();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert_eq!(err.code(), "docker_unavailable", "{err}");
     assert!(err.to_string().contains(&uri), "{err}");
 
@@ -508,8 +529,12 @@ async fn a_bogus_socket_is_unavailable_and_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_facts_read_the_api_and_daemon_json_under_root() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
-    let root: PathBuf = std::env::temp_dir().join(unique("edgeprobe-test-root"));
+    let tmp = tempfile::tempdir().unwrap();
+    let root: PathBuf = tmp.path().to_owned();
     std::fs::create_dir_all(root.join("etc/docker")).unwrap();
     std::fs::write(
         root.join("etc/docker/daemon.json"),
@@ -537,7 +562,7 @@ async fn daemon_facts_read_the_api_and_daemon_json_under_root() {
     let facts = engine.daemon_facts(&root, in_secs(10)).await.unwrap();
     assert!(facts.daemon_json.is_none());
     assert!(facts.daemon_json_error.is_none());
-    let _ = std::fs::remove_dir_all(&root);
+    drop(tmp);
 
     // The host's own: the info API decodes on this engine (storage driver, root dir).
     let facts = engine
@@ -554,6 +579,9 @@ async fn daemon_facts_read_the_api_and_daemon_json_under_root() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuilt_binary_of_the_same_version_replaces_the_old_probe_image() {
+    if !fixtures::needs_root() {
+        return;
+    }
     let engine = engine().await;
     let mut scratch = Scratch::default();
     let version = unique("test");

@@ -231,7 +231,8 @@ mod tests {
 
     #[test]
     fn read_says_missing_and_default_paths_follow_the_version() {
-        let dir = std::env::temp_dir().join(format!("ep-state-{}", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         assert!(matches!(
             read(&dir.join("device_info")),
             Err(StateError::Missing { .. })

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use edgeprobe_core::bounded;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::config::{ConfigFormat, EdgeConfig};
 use crate::secret::{Secret, REDACTED};
@@ -148,32 +148,25 @@ impl ProxyUrl {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
         };
-        let authority = after.split(['/', '?', '#']).next().unwrap_or_default();
-        let (host, port) = match authority.strip_prefix('[') {
-            Some(v6) => match v6.split_once(']') {
-                Some((h, p)) => (format!("[{h}]"), p.strip_prefix(':')),
-                None => (authority.to_owned(), None),
-            },
-            None => match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_owned(), Some(p)),
-                None => (authority.to_owned(), None),
-            },
+        // The url crate reads the authority under a scheme of ours, which has no default
+        // port: `:80` stays what the user wrote (http's own would drop it), and the host is
+        // taken as written. One it cannot read is shown as written, without a port.
+        let (host, port) = match url::Url::parse(&format!("proxy://{after}")) {
+            Ok(u) => (
+                u.host_str().unwrap_or_default().to_owned(),
+                u.port()
+                    .map_or_else(|| DEFAULT_PROXY_PORT.to_owned(), |p| p.to_string()),
+            ),
+            Err(_) => (
+                after
+                    .split(['/', '?', '#'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                String::new(),
+            ),
         };
-        let port = match port.map(str::trim).filter(|p| !p.is_empty()) {
-            Some(p) => p
-                .parse::<u16>()
-                .map(|n| n.to_string())
-                .unwrap_or(p.to_owned()),
-            None => DEFAULT_PROXY_PORT.to_owned(),
-        };
-        let decode = |v: &str| percent_decode_str(v).decode_utf8_lossy().into_owned();
-        let (user, password) = match userinfo {
-            None => (None, None),
-            Some(u) => match u.split_once(':') {
-                Some((user, pw)) => (Some(decode(user)), Some(decode(pw))),
-                None => (Some(decode(u)), None),
-            },
-        };
+        let (user, password) = userinfo.map(userinfo_parts).unwrap_or_default();
         ProxyUrl {
             scheme,
             user,
@@ -195,8 +188,10 @@ impl ProxyUrl {
             out.push('@');
         }
         out.push_str(&self.host);
-        out.push(':');
-        out.push_str(&self.port);
+        if !self.port.is_empty() {
+            out.push(':');
+            out.push_str(&self.port);
+        }
         out
     }
 
@@ -206,6 +201,27 @@ impl ProxyUrl {
             && self.user == other.user
             && self.host == other.host
             && self.port == other.port
+    }
+}
+
+/// A URL's userinfo as user and password, decoded. Escaped first, so that the url crate
+/// keeps in it what would otherwise end it (`/`, `?`, `#`, `@`).
+fn userinfo_parts(userinfo: &str) -> (Option<String>, Option<String>) {
+    const ENDS_USERINFO: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'/')
+        .add(b'?')
+        .add(b'#')
+        .add(b'@')
+        .add(b'[')
+        .add(b']')
+        .add(b'\\');
+    let escaped = utf8_percent_encode(userinfo, ENDS_USERINFO);
+    let decode = |v: &str| percent_decode_str(v).decode_utf8_lossy().into_owned();
+    match url::Url::parse(&format!("proxy://{escaped}@host")) {
+        Ok(u) => (Some(decode(u.username())), u.password().map(decode)),
+        // Unreadable userinfo is still someone's: keep it secret, as a password.
+        Err(_) => (Some(String::new()), Some(decode(userinfo))),
     }
 }
 
@@ -435,32 +451,23 @@ mod tests {
     const PASSWORD: &str = "fake-proxy-pass-456";
 
     /// A scratch root directory, removed on drop.
-    struct Root(PathBuf);
+    struct Root(tempfile::TempDir);
 
     impl Root {
         fn new(name: &str) -> Root {
-            let dir =
-                std::env::temp_dir().join(format!("edgeprobe-proxy-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Root(dir)
+            let prefix = format!("edgeprobe-proxy-{name}-");
+            Root(tempfile::Builder::new().prefix(&prefix).tempdir().unwrap())
         }
 
         fn write(&self, rel: &str, text: &str) -> String {
-            let path = self.0.join(rel);
+            let path = self.0.path().join(rel);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, text).unwrap();
             path.display().to_string()
         }
 
         fn path(&self, rel: &str) -> String {
-            self.0.join(rel).display().to_string()
-        }
-    }
-
-    impl Drop for Root {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+            self.0.path().join(rel).display().to_string()
         }
     }
 
@@ -539,7 +546,7 @@ mod tests {
         let cfg = config(Some(&format!(
             "http://proxyuser:{PASSWORD}@Proxy.Contoso.local:3128"
         )));
-        let sources = discover(&root.0, Some(&cfg));
+        let sources = discover(root.0.path(), Some(&cfg));
         let proxy = |p: &str| Some(p.replace("PW", PASSWORD));
         assert_eq!(
             summary(&sources),
@@ -596,7 +603,7 @@ mod tests {
         let cfg = config(Some(&format!(
             "http://proxyuser:{PASSWORD}@proxy.contoso.local"
         )));
-        let sources = discover(&root.0, Some(&cfg));
+        let sources = discover(root.0.path(), Some(&cfg));
         assert_eq!(
             sources.iter().map(|s| s.component).collect::<Vec<_>>(),
             [
@@ -623,7 +630,7 @@ mod tests {
         }
 
         // No proxy in the config while a component has one is a mismatch too.
-        let sources = discover(&root.0, Some(&config(None)));
+        let sources = discover(root.0.path(), Some(&config(None)));
         let got = mismatches(&sources);
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(
@@ -637,12 +644,13 @@ mod tests {
     #[test]
     fn unreadable_or_absent_files_record_nothing() {
         let root = Root::new("unreadable");
-        assert!(discover(&root.0, None).is_empty());
+        assert!(discover(root.0.path(), None).is_empty());
         assert!(mismatches(&[]).is_empty());
 
         // A drop-in that cannot be read as a file (here: a directory) drops the component.
         fs::create_dir_all(
             root.0
+                .path()
                 .join("etc/systemd/system/aziot-edged.service.d/override.conf"),
         )
         .unwrap();
@@ -652,7 +660,7 @@ mod tests {
             "etc/systemd/system/aziot-identityd.service.d/p.conf",
             "[Service]\nEnvironment=https_proxy=http://p:3128\n",
         );
-        let sources = discover(&root.0, None);
+        let sources = discover(root.0.path(), None);
         assert_eq!(
             summary(&sources),
             vec![(
@@ -673,6 +681,8 @@ mod tests {
             ("host.example", "http://host.example:3128"),
             ("HTTPS://u@[FD00::1]:8443", "https://u@[fd00::1]:8443"),
             ("http://u:p@ss/w@h:0080", "http://u:<redacted>@h:80"),
+            ("http://h:80", "http://h:80"),
+            ("http://u:pw@h:notaport/", "http://u:<redacted>@h:notaport"),
         ];
         for (raw, shown) in cases {
             assert_eq!(ProxyUrl::parse(raw).shown(), shown, "{raw}");

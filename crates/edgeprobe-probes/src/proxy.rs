@@ -141,21 +141,11 @@ impl ProxyConfig {
     }
 }
 
-/// Whether the URL's authority names a port (`host:80`), even the scheme's default.
+/// Whether the URL's authority names a port (`host:80`), even the scheme's default: read
+/// again under a scheme of ours, which has no default port for the url crate to drop.
 fn explicit_port(url: &str) -> bool {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let hostport = authority
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or(authority);
-    let after_host = hostport
-        .rsplit_once(']')
-        .map(|(_, p)| p)
-        .unwrap_or(hostport);
-    after_host
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    url::Url::parse(&format!("proxy://{rest}")).is_ok_and(|u| u.port().is_some())
 }
 
 /// Whether `host` is excluded from proxying by a `NO_PROXY` list (comma-separated names,

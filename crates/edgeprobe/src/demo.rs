@@ -26,7 +26,13 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
         AppError::Internal(format!("cannot start the simulated hub on loopback: {e}"))
     })?;
 
-    let bundle = std::env::temp_dir().join(format!("edgeprobe-demo-{}.pem", std::process::id()));
+    // The hub's CA for the run, removed when the demo ends (also on an error).
+    let bundle_file = tempfile::Builder::new()
+        .prefix("edgeprobe-demo-")
+        .suffix(".pem")
+        .tempfile()
+        .map_err(|e| AppError::Internal(format!("cannot create a temporary file: {e}")))?;
+    let bundle = bundle_file.path().to_owned();
     std::fs::write(&bundle, &hub.ca_pem)
         .map_err(|e| AppError::Internal(format!("cannot write {}: {e}", bundle.display())))?;
     let mut connect_to = Vec::new();
@@ -63,7 +69,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8, AppError> {
         ..RunContext::default()
     };
     let report = check(&check_args, context).await;
-    let _ = std::fs::remove_file(&bundle);
+    drop(bundle_file);
     let report = report?;
     emit(&report, &check_args)?;
     // The blocked path is the point of the demo: it succeeded if the report shows exactly

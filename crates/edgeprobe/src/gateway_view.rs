@@ -14,13 +14,16 @@ use edgeprobe_core::{Endpoint, Outcome, Protocol, Reason, Status};
 use edgeprobe_docker::{Engine, PublishedPort};
 use tokio::time::Instant;
 
+use crate::firewall;
+
 /// The summary check.
-pub const GATEWAY_INBOUND_ID: &str = "gateway-inbound";
+pub use crate::check_ids::GATEWAY_INBOUND_ID;
+use crate::check_ids::{INBOUND_AMQP_ID, INBOUND_HTTPS_ID, INBOUND_MQTT_ID};
 /// The inbound ports of an edge gateway: (check id, protocol, port).
 pub const INBOUND: [(&str, Protocol, u16); 3] = [
-    ("inbound-mqtt", Protocol::Mqtt, 8883),
-    ("inbound-amqp", Protocol::Amqp, 5671),
-    ("inbound-https", Protocol::Https, 443),
+    (INBOUND_MQTT_ID, Protocol::Mqtt, 8883),
+    (INBOUND_AMQP_ID, Protocol::Amqp, 5671),
+    (INBOUND_HTTPS_ID, Protocol::Https, 443),
 ];
 
 /// A listening TCP socket on the host and who holds it.
@@ -93,34 +96,6 @@ pub fn listeners(proc_root: &Path) -> Vec<Listener> {
     out
 }
 
-/// The host firewall's INPUT chain as `iptables -S` prints it (empty when unreadable).
-pub async fn input_rules(deadline: Instant) -> Vec<String> {
-    let cmd = tokio::process::Command::new("iptables")
-        .args(["-S", "INPUT"])
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout_at(deadline, cmd).await {
-        Ok(Ok(o)) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Whether an `iptables -S` rule matches TCP `port`.
-fn rule_matches_port(rule: &str, port: u16) -> bool {
-    let words: Vec<&str> = rule.split_whitespace().collect();
-    words.windows(2).any(|w| match w[0] {
-        "--dport" => w[1] == port.to_string(),
-        "--dports" => w[1].split(',').any(|p| match p.split_once(':') {
-            Some((a, b)) => matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= port && port <= b),
-            None => p == port.to_string(),
-        }),
-        _ => false,
-    })
-}
-
 /// The first INPUT rule that drops or rejects `port`, or the policy when it drops and no
 /// rule accepts the port. `(is_reject, description)`.
 pub fn blocking_rule(rules: &[String], port: u16) -> Option<(bool, String)> {
@@ -131,7 +106,7 @@ pub fn blocking_rule(rules: &[String], port: u16) -> Option<(bool, String)> {
         // Rules without a port match everything (e.g. a blanket DROP); port rules match theirs.
         let has_port = rule.contains("--dport");
         let tcp_or_all = !rule.contains(" -p ") || rule.contains("-p tcp");
-        if !tcp_or_all || (has_port && !rule_matches_port(rule, port)) {
+        if !tcp_or_all || (has_port && !firewall::matches_port(rule, port)) {
             continue;
         }
         // Only rules about new traffic in general: skip established/related accepts.
@@ -185,7 +160,7 @@ pub async fn checks(
         GATEWAY_INBOUND_ID,
         Protocol::Config,
         None,
-        "Inbound ports for downstream devices (gateway view)".into(),
+        crate::check_ids::title(GATEWAY_INBOUND_ID).into(),
     );
     let published: Vec<PublishedPort> = match Engine::connect(uri, budget).await {
         Err(e) => {
@@ -228,7 +203,7 @@ pub async fn checks(
             ),
         )];
     }
-    let rules = input_rules(budget).await;
+    let rules = firewall::chain_rules("INPUT", budget).await;
     let listening = listeners(proc_root);
     let mut out = Vec::new();
     let mut open = Vec::new();
@@ -356,15 +331,15 @@ mod tests {
 
     #[test]
     fn proc_net_tcp_listeners_are_read() {
-        let dir = std::env::temp_dir().join(format!("edgeprobe-proc-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("net")).unwrap();
         std::fs::write(
             dir.join("net/tcp"),
             "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:22B3 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0\n   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0 100 0 0 10 0\n",
         )
         .unwrap();
-        let l = listeners(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
+        let l = listeners(dir);
         assert_eq!(
             l,
             vec![Listener {

@@ -4,10 +4,14 @@
 
 /// `edgeprobe bundle`: the report and the facts a support engineer asks for, secrets redacted.
 mod bundle;
+/// One registry of the check ids produced outside the catalog, and their invariant test.
+mod check_ids;
 /// Clap definitions of every command and flag.
 mod cli;
 /// `edgeprobe demo`: the simulated hub and a check against it.
 mod demo;
+/// The host firewall as `iptables -S` prints it: one reader, one rule matcher.
+mod firewall;
 /// The gateway view: edgeHub's inbound ports on this device.
 mod gateway_view;
 /// `edgeprobe serve`: the long-running module mode, its HTTP endpoints and its history.

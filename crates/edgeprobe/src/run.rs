@@ -19,7 +19,7 @@ use crate::request::{
     gather, load_config, provisioning_state, something_to_check, usage, user_vars,
 };
 use crate::stages::{check, plan, selected};
-use crate::{demo, gateway_view, vantage, AppError};
+use crate::{demo, AppError};
 
 /// Id of the derived check that judges the configured UpstreamProtocol.
 pub const CONFIG_UPSTREAM_ID: &str = "config-upstream-protocol";
@@ -31,14 +31,7 @@ pub const PROXY_CONSISTENCY_ID: &str = "proxy-consistency";
 pub const CLOCK_ID: &str = "device-clock";
 
 /// Checks produced outside the catalog (the container vantage and the gateway view).
-pub(crate) const OTHER_IDS: [&str; 6] = [
-    vantage::DOCKER_NETWORK_ID,
-    vantage::VANTAGE_COMPARE_ID,
-    gateway_view::GATEWAY_INBOUND_ID,
-    "inbound-mqtt",
-    "inbound-amqp",
-    "inbound-https",
-];
+pub(crate) const OTHER_IDS: [&str; 6] = crate::check_ids::PRODUCED_IDS;
 
 /// A check computed from the results of the others.
 pub(crate) struct Derived {
@@ -351,6 +344,7 @@ pub(crate) fn list(args: &ListArgs) -> Result<u8, AppError> {
             d.from
         ));
     }
+    out.push_str(&crate::check_ids::list_lines(width));
     out.push_str(&crate::registries::list_lines(width));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(0)

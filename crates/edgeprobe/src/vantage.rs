@@ -335,30 +335,9 @@ fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())
 }
 
-/// A private temporary directory for the container's input files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> std::io::Result<TempDir> {
-    use std::os::unix::fs::DirBuilderExt;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let path = std::env::temp_dir().join(format!("edgeprobe-{}-{nanos}", std::process::id()));
-    std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-    Ok(TempDir(path))
+/// A private (0700) temporary directory for the container's input files, removed on drop.
+fn tempfile_dir() -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix("edgeprobe-").tempdir()
 }
 
 /// The `docker-network` check: the network's facts, and whether they match the configuration.
@@ -475,9 +454,7 @@ pub fn compare_outcome(
                 fixes.push("allow the network's subnet in the DOCKER-USER / FORWARD chains of the host firewall");
                 let rule = firewall
                     .iter()
-                    .find(|r| {
-                        r.contains(&format!("--dport {port}")) || r.contains(&format!("dpt:{port}"))
-                    })
+                    .find(|r| crate::firewall::matches_port(r, port))
                     .map(|r| format!(" (rule: {r})"))
                     .unwrap_or_default();
                 format!(
@@ -539,39 +516,29 @@ pub fn compare_outcome(
     o
 }
 
-/// Reads the host firewall's DOCKER-USER and FORWARD rules where we can (root), for evidence.
+/// The host firewall's DOCKER-USER and FORWARD rules that drop or reject, where we can read
+/// them (root), for evidence.
 pub async fn firewall_rules(deadline: Instant) -> Vec<String> {
     let mut out = Vec::new();
     for chain in ["DOCKER-USER", "FORWARD"] {
-        let cmd = tokio::process::Command::new("iptables")
-            .args(["-S", chain])
-            .kill_on_drop(true)
-            .output();
-        if let Ok(Ok(o)) = tokio::time::timeout_at(deadline, cmd).await {
-            out.extend(
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter(|l| l.contains("DROP") || l.contains("REJECT"))
-                    .map(str::to_owned),
-            );
-        }
+        out.extend(
+            crate::firewall::chain_rules(chain, deadline)
+                .await
+                .into_iter()
+                .filter(|r| crate::firewall::drops_or_rejects(r)),
+        );
     }
     out
 }
 
 /// The derived checks of the container vantage, in report order.
-pub const DOCKER_NETWORK_ID: &str = "docker-network";
-pub const VANTAGE_COMPARE_ID: &str = "vantage-compare";
+pub use crate::check_ids::{DOCKER_NETWORK_ID, VANTAGE_COMPARE_ID};
 
 /// A derived check's declaration.
 pub fn def(id: &str) -> edgeprobe_core::catalog::CheckDef {
-    let title = match id {
-        DOCKER_NETWORK_ID => "The IoT Edge Docker network",
-        _ => "Host and container vantages agree",
-    };
     edgeprobe_core::catalog::CheckDef {
         id: id.into(),
-        title: title.into(),
+        title: crate::check_ids::title(id).into(),
         endpoint: Endpoint::Device,
         protocol: Protocol::Config,
         host: String::new(),
