@@ -18,15 +18,23 @@ HUB=testhub.azure-devices.net
 DEV=dev-1
 KEY=c2VjcmV0LWtleS1mb3ItZWRnZXByb2JlLXRlc3RzLTE=
 CLOUD=10.30.2.2
+# The full check's other services, in the same cloud namespace: DPS (a second simulated hub
+# on the real ports), and a token-auth registry (tests/bench/registry_lab.py): the registry,
+# its token service and its data endpoint, each on 443 of an address of its own.
+DPS=global.azure-devices-provisioning.net
+SCOPE=0ne00000b3c
+DPS_IP=10.30.2.3 REG_IP=10.30.2.4 AUTH_IP=10.30.2.5 DATA_IP=10.30.2.6
+REGISTRY=registry.lab
 
 [ "$(id -u)" = 0 ] || { echo "bench.sh needs root (network namespaces, iptables)"; exit 2; }
 [ -x "$EP" ] || { echo "no edgeprobe binary at $EP (make release)"; exit 2; }
 
 need=()
-for cmd_pkg in "mosquitto_pub:mosquitto-clients" "curl:curl" "openssl:openssl" "iptables:iptables" "/usr/bin/time:time" "python3:python3"; do
+for cmd_pkg in "mosquitto_pub:mosquitto-clients" "curl:curl" "openssl:openssl" "iptables:iptables" "/usr/bin/time:time" "python3:python3" "docker-registry:docker-registry"; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+python3 -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
 if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
@@ -63,6 +71,7 @@ ip netns exec "$R" sysctl -qw net.ipv4.ip_forward=1
 ip -n "$D" addr add 10.30.1.2/24 dev eth0; ip -n "$D" link set eth0 up
 ip -n "$D" route add default via 10.30.1.1
 ip -n "$C" addr add $CLOUD/24 dev eth0; ip -n "$C" link set eth0 up
+for a in $DPS_IP $REG_IP $AUTH_IP $DATA_IP; do ip -n "$C" addr add $a/24 dev eth0; done
 ip -n "$C" route add default via 10.30.2.1
 # Every tool in the device namespace finds the hub by name (ip netns exec bind-mounts it).
 mkdir -p "/etc/netns/$D"
@@ -78,6 +87,34 @@ exec 9>"$WORK/hub.in"
 for _ in $(seq 100); do [ -s "$WORK/hub.json" ] && break; sleep 0.05; done
 python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["ca_pem"])' \
   "$WORK/hub.json" >"$WORK/ca.pem"
+# DPS, assigning the device to the hub above.
+mkfifo "$WORK/dps.in"
+ip netns exec "$C" "$EP" serve-fixture --hostname $DPS --bind $DPS_IP --real-ports \
+  --device "$DEV:$KEY" --dps-id-scope $SCOPE --dps-assigned-hub $HUB \
+  <"$WORK/dps.in" >"$WORK/dps.json" 2>"$WORK/dps.err" &
+PIDS+=($!)
+exec 7>"$WORK/dps.in"
+# The registry lab: pushes its image, then prints "ready".
+mkdir "$WORK/lab" && mkfifo "$WORK/lab.in"
+ip netns exec "$C" python3 tests/bench/registry_lab.py "$WORK/lab" $REG_IP $AUTH_IP $DATA_IP \
+  <"$WORK/lab.in" >"$WORK/lab.out" 2>"$WORK/lab.err" &
+PIDS+=($!)
+exec 6>"$WORK/lab.in"
+for _ in $(seq 200); do [ -s "$WORK/dps.json" ] && grep -q ready "$WORK/lab.out" && break; sleep 0.05; done
+grep -q ready "$WORK/lab.out" || { echo "the registry lab did not start:"; cat "$WORK/lab.err" "$WORK/lab/registry.log"; exit 1; }
+python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["ca_pem"])' \
+  "$WORK/dps.json" >"$WORK/dps-ca.pem"
+cat "$WORK/ca.pem" "$WORK/dps-ca.pem" "$WORK/lab/ca.pem" >"$WORK/bundle.pem"
+# The device's IoT Edge configuration: the agent image on the registry, with its account.
+cat >"$WORK/config.toml" <<EOF
+[agent.config]
+image = "$REGISTRY/azureiotedge-agent:1.5"
+
+[agent.config.auth]
+serveraddress = "$REGISTRY"
+username = "edge"
+password = "Registry-Pw-7f3a9c1e"
+EOF
 
 delay_on() {
   ip netns exec "$R" iptables -A FORWARD -j NFQUEUE --queue-num 0
@@ -102,11 +139,26 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 ep_args=(check --iothub-hostname $HUB --device-id $DEV --sas-key $KEY --trust-bundle "$WORK/ca.pem"
   --resolve "$HUB:$CLOUD" --vantage host --output json)
 
+# The full check of a DPS device: the DPS lookup, then IoT Hub (the hub DPS assigned), and
+# the registry of its agent image (token, manifest, blob redirect, then the data endpoint).
+full_args=(check --config "$WORK/config.toml" --id-scope $SCOPE --registration-id $DEV
+  --dps-endpoint "https://$DPS/" --sas-key $KEY --trust-bundle "$WORK/bundle.pem"
+  --resolve "$HUB:$CLOUD" --resolve "$DPS:$DPS_IP" --resolve "$REGISTRY:$REG_IP"
+  --resolve "auth.lab:$AUTH_IP" --resolve "data.lab:$DATA_IP"
+  --skip registry-mcr-microsoft-com --vantage host --output json)
+
 # Wall time (ms) of one full edgeprobe check; also keeps the last JSON report.
 ep_wall() {
   local t0 t1
   t0=$(now_ns)
   in_dev "$EP" "${ep_args[@]}" "$@" >"$WORK/report.json" || true
+  t1=$(now_ns)
+  echo $(((t1 - t0) / 1000000))
+}
+full_wall() {
+  local t0 t1
+  t0=$(now_ns)
+  in_dev "$EP" "${full_args[@]}" "$@" >"$WORK/full.json" || true
   t1=$(now_ns)
   echo $(((t1 - t0) / 1000000))
 }
@@ -180,6 +232,12 @@ rtt=$(for _ in $(seq 5); do
   t0=$(now_ns); in_dev bash -c "exec 3<>/dev/tcp/$CLOUD/443" 2>/dev/null; echo $((($(now_ns) - t0) / 100000)); done | median)
 walls=$(for _ in $(seq "$RUNS"); do ep_wall --timeout 15; done)
 wall=$(echo "$walls" | median)
+# Round trips are counted at the emulated RTT (the measured connect also holds bash's start-up).
+rtt_ms=$((2 * DELAY_MS))
+hub_rt=$(python3 tests/bench/roundtrips.py "$WORK/report.json" "$rtt_ms" iothub-)
+fulls=$(for _ in $(seq "$RUNS"); do full_wall --timeout 15; done)
+full=$(echo "$fulls" | median)
+full_rt=$(python3 tests/bench/roundtrips.py "$WORK/full.json" "$rtt_ms")
 # Per-phase durations of the slowest probe in the last report, for the round-trip count.
 slow=$(python3 - "$WORK/report.json" <<'EOF'
 import json, sys
@@ -195,8 +253,15 @@ tools=$(for _ in $(seq "$RUNS"); do tools_total 10; done)
 tools_med=$(echo "$tools" | awk '{print $1}' | median)
 tools_detail=$(echo "$tools" | sort -n | awk -v m="$tools_med" '$1==m {print; exit}')
 delay_off
-AMQP_RT=12
+# The slowest probe's minimum (tests/bench/roundtrips.py counts them): AMQP over WebSocket,
+# TCP 1 + TLS 1 + upgrade 1 + SASL 2 + open/begin/attach 1 + put-token 1 + telemetry attach 1.
+AMQP_RT=8
 bound=$((AMQP_RT * 2 * DELAY_MS))
+# The full check's longest chain of dependent round trips: the registry (7 on one kept-alive
+# connection, + 2 for a token service on a host of its own) then its data endpoint (3);
+# beside it the DPS lookup (3) then the hub's AMQP-WS (8).
+FULL_RT=12
+full_bound=$((FULL_RT * 2 * DELAY_MS))
 {
 echo "## 1. Full check at a 50 ms round trip"
 echo
@@ -205,6 +270,16 @@ echo "- full check (5 IoT Hub probes + clock + config verdict, device authentica
 echo "- slowest probe: $slow"
 echo "- lower bound: AMQP over WebSocket, $AMQP_RT round trips = $bound ms -> ratio **$(awk -v w="$wall" -v b="$bound" 'BEGIN {printf "%.2f", w / b}')**"
 echo "- the same five endpoints with the standard tools, one after another: **$tools_med ms** ($tools_detail) -> tools / edgeprobe = $(awk -v t="$tools_med" -v w="$wall" 'BEGIN {printf "%.2f", t / w}') (the tools prove less: see BENCHMARKS.md)"
+echo
+echo "Round trips per IoT Hub probe, counted from its phases (RTT $rtt_ms ms; last run):"
+echo
+echo "$hub_rt"
+echo
+echo "### Full check: DPS + IoT Hub + a token-auth registry"
+echo
+echo "- wall time: **$full ms** (runs: $(echo $fulls)); longest dependent chain $FULL_RT round trips = $full_bound ms -> ratio **$(awk -v w="$full" -v b="$full_bound" 'BEGIN {printf "%.2f", w / b}')**"
+echo
+echo "$full_rt"
 echo
 } | tee -a "$OUT"
 
@@ -231,6 +306,7 @@ echo
 # (4) size, memory, CPU (no delay)
 size=$(stat -c %s "$EP")
 rss=$(in_dev /usr/bin/time -f '%M' "$EP" "${ep_args[@]}" --timeout 15 2>&1 >/dev/null | tail -1)
+rss_full=$(in_dev /usr/bin/time -f '%M' "$EP" "${full_args[@]}" --timeout 15 2>&1 >/dev/null | tail -1)
 cpu_line() { # user+sys ms per run limited to $1: 20 runs under one /usr/bin/time (10 ms ticks)
   local n=20
   in_dev /usr/bin/time -f '%U %S' bash -c 'for _ in $(seq '$n'); do "$@" >/dev/null || true; done' _ \
@@ -241,7 +317,7 @@ cpu_line() { # user+sys ms per run limited to $1: 20 runs under one /usr/bin/tim
 echo "## 4. Footprint"
 echo
 echo "- release binary: $size bytes ($(awk -v s="$size" 'BEGIN {printf "%.1f", s / 1048576}') MiB)"
-echo "- peak RSS of a full check: $rss KiB"
+echo "- peak RSS: IoT Hub check $rss KiB; full check (DPS + hub + registry) $rss_full KiB"
 echo "- CPU time (user+sys, whole process incl. start-up) per run limited to one probe:"
 for id in iothub-mqtt iothub-amqp iothub-mqtt-ws iothub-amqp-ws iothub-https 'iothub-*'; do
   echo "  - $id: $(cpu_line "$id") ms"

@@ -36,6 +36,7 @@ use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::{BeginError, SessionHandle};
 use fe2o3_amqp::types::definitions::{self, ErrorCondition};
 use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Message, Outcome, Properties};
+use fe2o3_amqp::types::performatives::Open;
 use fe2o3_amqp::types::primitives::{SimpleValue, Symbol, Value};
 use fe2o3_amqp::types::sasl::SaslCode;
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
@@ -274,8 +275,11 @@ where
         None
     };
 
-    let _ = timeout_at(deadline, session.end()).await;
-    close_connection(connection, deadline).await;
+    // The answer is in: dropping the handles sends `end` and `close` without waiting for the
+    // peer's replies (two round trips that prove nothing). fe2o3-amqp's engine task finishes
+    // the close in the background, so the check ends as soon as its last answer arrives.
+    drop(session);
+    drop(connection);
     AmqpTrace { open, auth }
 }
 
@@ -400,8 +404,10 @@ async fn put_token(
             });
         break (status, description);
     };
-    let _ = timeout_at(deadline, sender.close()).await;
-    let _ = timeout_at(deadline, receiver.close()).await;
+    // Dropping the CBS links detaches them without waiting for the peer's detach replies:
+    // the telemetry attach need not wait two round trips for links no one uses again.
+    drop(sender);
+    drop(receiver);
 
     let described = |code: &str| match &description {
         Some(d) => format!(
@@ -805,32 +811,24 @@ impl Tap {
         }
     }
 
-    /// Best-effort parse of the container-id in the peer's `open` frame.
+    /// The container-id of the peer's `open` frame: the first frame after its AMQP protocol
+    /// header, decoded with serde_amqp (fe2o3-amqp does not expose the remote `open`).
     fn remote_container(&self) -> Option<String> {
         let head = self.head();
         let header = b"AMQP\x00\x01\x00\x00";
         let start = head.windows(8).rposition(|w| w == header)? + 8;
-        let frame = head.get(start..)?;
-        let doff = usize::from(*frame.get(4)?) * 4;
-        let mut body = frame.get(doff..)?;
-        body = match body {
-            [0x00, 0x53, 0x10, rest @ ..] => rest,
-            [0x00, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x10, rest @ ..] => rest,
-            _ => return None,
-        };
-        body = match body {
-            [0xc0, _, _, rest @ ..] => rest,
-            [0xd0, rest @ ..] => rest.get(8..)?,
-            _ => return None,
-        };
-        let (len, rest) = match body {
-            [0xa1, len, rest @ ..] => (usize::from(*len), rest),
-            [0xb1, a, b, c, d, rest @ ..] => (u32::from_be_bytes([*a, *b, *c, *d]) as usize, rest),
-            _ => return None,
-        };
-        let raw = rest.get(..len)?;
-        Some(String::from_utf8_lossy(raw).chars().take(200).collect())
+        remote_open(head.get(start..)?).map(|open| open.container_id.chars().take(200).collect())
     }
+}
+
+/// Decodes an AMQP frame (size, data offset, type 0, channel) that carries an `open`.
+fn remote_open(frame: &[u8]) -> Option<Open> {
+    let size = u32::from_be_bytes(frame.get(..4)?.try_into().ok()?) as usize;
+    let doff = usize::from(*frame.get(4)?) * 4;
+    if *frame.get(5)? != 0 {
+        return None; // not an AMQP frame (1 = SASL)
+    }
+    serde_amqp::from_slice(frame.get(doff..size)?).ok()
 }
 
 /// Transparent stream wrapper that records the first bytes read. Before anything
@@ -915,5 +913,47 @@ impl<S> Recorder<S> {
         use std::io::ErrorKind::*;
         self.tap.total() == 0
             && matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame as a peer sends it: 8-byte header (size, doff 2, type 0, channel 0), then `open`.
+    fn frame_of(open: &Open) -> Vec<u8> {
+        let body = serde_amqp::to_vec(open).unwrap();
+        let mut frame = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&[2, 0, 0, 0]);
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    #[test]
+    fn the_peers_container_id_comes_from_its_open_frame() {
+        let open = Open {
+            container_id: "IoTHub-7a1".into(),
+            hostname: Some("hub.azure-devices.net".into()),
+            max_frame_size: 65536.into(),
+            channel_max: 8191.into(),
+            idle_time_out: Some(240_000),
+            outgoing_locales: None,
+            incoming_locales: None,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: None,
+        };
+        let tap = Tap::default();
+        let mut head = b"AMQP\x03\x01\x00\x00AMQP\x00\x01\x00\x00".to_vec();
+        head.extend_from_slice(&frame_of(&open));
+        *tap.head.lock().unwrap() = head.clone();
+        assert_eq!(tap.remote_container().as_deref(), Some("IoTHub-7a1"));
+
+        // Cut short (the recorder keeps only the first bytes), or not AMQP: no name.
+        *tap.head.lock().unwrap() = head[..head.len() - 3].to_vec();
+        assert_eq!(tap.remote_container(), None);
+        let mut sasl = frame_of(&open);
+        sasl[5] = 1;
+        assert!(remote_open(&sasl).is_none());
     }
 }

@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use futures_util::stream::{self, StreamExt as _};
+
 use edgeprobe_core::catalog::{matches_pattern, CheckDef, Target, Vars};
 use edgeprobe_core::runner::{self, CheckResult, Plan, Planned, RunOptions};
 use edgeprobe_core::{Endpoint, Protocol, Status};
@@ -218,8 +220,10 @@ pub fn plan(regs: &[Registry], selected: impl Fn(&str) -> bool) -> Vec<Planned> 
         .collect()
 }
 
-/// Runs the registry checks, then a check of each data endpoint they learned, then tells
-/// each registry check how its data endpoint fared. All under `opts.deadline`.
+/// Runs the registry checks, each followed at once by a check of the data endpoint it
+/// learned (the first registry to name an endpoint checks it; a slow registry holds back no
+/// other's), then tells each registry check how its data endpoint fared. All under
+/// `opts.deadline`.
 pub async fn run(
     planned: Vec<Planned>,
     prober: Arc<Prober>,
@@ -229,53 +233,58 @@ pub async fn run(
     if planned.is_empty() {
         return Vec::new();
     }
-    let mut results = runner::run_all(planned, prober.clone(), opts).await;
-    let mut data: Vec<Planned> = Vec::new();
-    for r in &results {
-        for (key, value) in &r.outcome.learned {
-            if key != DATA_ENDPOINT_KEY {
-                continue;
-            }
-            let Some((host, port)) = registry::split_host_port(value, 443) else {
-                continue;
-            };
-            let id = format!("{DATA_PREFIX}{}", slug(value));
-            if !selected(&id) {
-                continue;
-            }
-            if let Some(p) = data.iter_mut().find(|p| p.def.id == id) {
-                p.def.required |= r.def.required;
-                continue;
-            }
-            data.push(Planned {
-                def: CheckDef {
-                    id,
-                    title: format!("Registry data endpoint {value} (image layer downloads)"),
-                    endpoint: Endpoint::Registry,
-                    protocol: Protocol::Https,
-                    host: host.clone(),
-                    port: Some(port),
-                    required: r.def.required,
-                    requires: Vec::new(),
-                    unless: Vec::new(),
-                    source: "derived".into(),
-                    expect: Default::default(),
-                    credentials: false,
-                    limits: Default::default(),
-                    send: None,
-                },
-                plan: Plan::Run(Target {
-                    host,
-                    port: Some(port),
-                }),
-            });
-        }
-    }
     let data_opts = RunOptions {
         progress: None,
         ..opts.clone()
     };
-    let mut data_results = runner::run_all(data, prober, &data_opts).await;
+    // Data endpoint ids already claimed by a registry's chain.
+    let claimed = std::sync::Mutex::new(Vec::<String>::new());
+    let chains: Vec<(usize, CheckResult, Vec<CheckResult>)> =
+        stream::iter(planned.into_iter().enumerate())
+            .map(|(index, planned)| {
+                let (prober, claimed, selected) = (prober.clone(), &claimed, &selected);
+                let data_opts = &data_opts;
+                async move {
+                    let r = runner::run_all(vec![planned], prober.clone(), opts)
+                        .await
+                        .remove(0);
+                    let data: Vec<Planned> = data_checks(&r, selected)
+                        .into_iter()
+                        .filter(|p| {
+                            let mut claimed = claimed.lock().unwrap_or_else(|e| e.into_inner());
+                            let new = !claimed.contains(&p.def.id);
+                            if new {
+                                claimed.push(p.def.id.clone());
+                            }
+                            new
+                        })
+                        .collect();
+                    let data = runner::run_all(data, prober, data_opts).await;
+                    (index, r, data)
+                }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
+    let mut chains = chains;
+    chains.sort_by_key(|(index, _, _)| *index);
+    let mut results = Vec::with_capacity(chains.len());
+    let mut data_results = Vec::new();
+    for (_, r, data) in chains {
+        results.push(r);
+        data_results.extend(data);
+    }
+    // A data endpoint is required when any registry that uses it is.
+    for d in &mut data_results {
+        let endpoint = registry::host_port(&d.def.host, d.def.port.unwrap_or(443), 443);
+        d.def.required |= results.iter().any(|r| {
+            r.def.required
+                && r.outcome
+                    .learned
+                    .iter()
+                    .any(|(k, v)| k == DATA_ENDPOINT_KEY && *v == endpoint)
+        });
+    }
     for d in &mut data_results {
         let endpoint = registry::host_port(&d.def.host, d.def.port.unwrap_or(443), 443);
         let users: Vec<String> = results
@@ -351,6 +360,46 @@ pub async fn run(
     }
     ordered.extend(data_results);
     ordered
+}
+
+/// The data endpoint checks a registry check's outcome asks for (selected ones only).
+fn data_checks(r: &CheckResult, selected: &impl Fn(&str) -> bool) -> Vec<Planned> {
+    let mut data: Vec<Planned> = Vec::new();
+    for (key, value) in &r.outcome.learned {
+        if key != DATA_ENDPOINT_KEY {
+            continue;
+        }
+        let Some((host, port)) = registry::split_host_port(value, 443) else {
+            continue;
+        };
+        let id = format!("{DATA_PREFIX}{}", slug(value));
+        if !selected(&id) || data.iter().any(|p| p.def.id == id) {
+            continue;
+        }
+        data.push(Planned {
+            def: CheckDef {
+                id,
+                title: format!("Registry data endpoint {value} (image layer downloads)"),
+                endpoint: Endpoint::Registry,
+                protocol: Protocol::Https,
+                host: host.clone(),
+                port: Some(port),
+                required: r.def.required,
+                requires: Vec::new(),
+                unless: Vec::new(),
+                source: "derived".into(),
+                expect: Default::default(),
+                credentials: false,
+                limits: Default::default(),
+                send: None,
+            },
+            plan: Plan::Run(Target {
+                host,
+                port: Some(port),
+            }),
+        });
+    }
+    data
 }
 
 /// Is this a generated registry check (container vantage results drop them: the engine

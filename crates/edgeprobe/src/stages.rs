@@ -186,8 +186,7 @@ pub async fn check_with_facts(
     };
     // One resolver for the whole run: every prober below shares its answers.
     let dns = Arc::new(Dns::system(inputs.overrides.clone()));
-    // The registries' names are known now, though on a DPS device their checks wait for
-    // DPS's lookup: start resolving them (unless a proxy will).
+    // The registries' names are known now: start resolving them (unless a proxy will).
     for p in &registry_plan {
         let proxied = inputs.proxy.is_some()
             && !edgeprobe_probes::proxy::no_proxy_matches(&inputs.no_proxy, &p.def.host);
@@ -247,10 +246,16 @@ pub async fn check_with_facts(
     // The engine, once known, so that Ctrl-C can remove what the container side started.
     let engine_slot: std::sync::Mutex<Option<edgeprobe_docker::Engine>> = Default::default();
     let notes = &mut context.notes;
+    // The registry checks depend on nothing the run learns: they start now, beside the DPS
+    // lookup and the rest, and each data endpoint right after its registry.
+    let registry_prober = prober(&inputs);
+    let registries = crate::registries::run(registry_plan, registry_prober, &opts, |id| {
+        selected(args, id)
+    });
     // A DPS device learns its hub from DPS: look it up first (the status lookup, never a
     // registration), then run everything else against the assigned hub. Other tools skip
     // the hub checks on DPS devices; this is how we do not.
-    let host = async {
+    let hub_side = async {
         let mut results = Vec::new();
         if inputs.dps.is_some()
             && !inputs.vars.contains_key("iothub_hostname")
@@ -282,14 +287,12 @@ pub async fn check_with_facts(
             .into_iter()
             .filter(|p| !results.iter().any(|r: &CheckResult| r.def.id == p.def.id))
             .collect();
-        // The registry checks run beside the rest; their data endpoints right after them.
-        let (rest, registry_results) = tokio::join!(
-            runner::run_all(rest, prober(&inputs), &opts),
-            crate::registries::run(registry_plan, prober(&inputs), &opts, |id| selected(
-                args, id
-            )),
-        );
-        results.extend(rest);
+        results.extend(runner::run_all(rest, prober(&inputs), &opts).await);
+        Ok::<_, AppError>(results)
+    };
+    let host = async {
+        let (results, registry_results) = tokio::join!(hub_side, registries);
+        let mut results = results?;
         results.extend(registry_results);
         Ok::<_, AppError>(results)
     };
