@@ -130,22 +130,7 @@ pub fn blocking_rule(rules: &[String], port: u16) -> Option<(bool, String)> {
 }
 
 fn def(id: &str, protocol: Protocol, port: Option<u16>, title: String) -> CheckDef {
-    CheckDef {
-        id: id.into(),
-        title,
-        endpoint: Endpoint::Device,
-        protocol,
-        host: String::new(),
-        port,
-        required: false,
-        requires: Vec::new(),
-        unless: Vec::new(),
-        source: "derived".into(),
-        expect: Default::default(),
-        credentials: false,
-        limits: Default::default(),
-        send: None,
-    }
+    CheckDef::derived(id, title, Endpoint::Device, protocol).at(String::new(), port)
 }
 
 /// Runs the gateway view: the summary and, on a gateway, one check per inbound port.

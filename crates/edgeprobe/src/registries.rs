@@ -45,22 +45,14 @@ impl Registry {
     }
 
     fn def(&self) -> CheckDef {
-        CheckDef {
-            id: self.id(),
-            title: format!("Container registry {} (Registry API v2)", self.authority()),
-            endpoint: Endpoint::Registry,
-            protocol: Protocol::Registry,
-            host: self.access.host.clone(),
-            port: Some(self.access.port),
-            required: self.required,
-            requires: Vec::new(),
-            unless: Vec::new(),
-            source: "derived".into(),
-            expect: Default::default(),
-            credentials: false,
-            limits: Default::default(),
-            send: None,
-        }
+        CheckDef::derived(
+            self.id(),
+            format!("Container registry {} (Registry API v2)", self.authority()),
+            Endpoint::Registry,
+            Protocol::Registry,
+        )
+        .at(self.access.host.clone(), Some(self.access.port))
+        .required(self.required)
     }
 }
 
@@ -377,22 +369,14 @@ fn data_checks(r: &CheckResult, selected: &impl Fn(&str) -> bool) -> Vec<Planned
             continue;
         }
         data.push(Planned {
-            def: CheckDef {
+            def: CheckDef::derived(
                 id,
-                title: format!("Registry data endpoint {value} (image layer downloads)"),
-                endpoint: Endpoint::Registry,
-                protocol: Protocol::Https,
-                host: host.clone(),
-                port: Some(port),
-                required: r.def.required,
-                requires: Vec::new(),
-                unless: Vec::new(),
-                source: "derived".into(),
-                expect: Default::default(),
-                credentials: false,
-                limits: Default::default(),
-                send: None,
-            },
+                format!("Registry data endpoint {value} (image layer downloads)"),
+                Endpoint::Registry,
+                Protocol::Https,
+            )
+            .at(host.clone(), Some(port))
+            .required(r.def.required),
             plan: Plan::Run(Target {
                 host,
                 port: Some(port),

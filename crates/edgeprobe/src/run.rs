@@ -72,22 +72,7 @@ pub(crate) const DERIVED: [Derived; 3] = [
 
 impl Derived {
     pub(crate) fn def(&self) -> CheckDef {
-        CheckDef {
-            id: self.id.into(),
-            title: self.title.into(),
-            endpoint: self.endpoint,
-            protocol: self.protocol,
-            host: String::new(),
-            port: None,
-            required: self.required,
-            requires: Vec::new(),
-            unless: Vec::new(),
-            source: "derived".into(),
-            expect: Default::default(),
-            credentials: false,
-            limits: Default::default(),
-            send: None,
-        }
+        CheckDef::derived(self.id, self.title, self.endpoint, self.protocol).required(self.required)
     }
 }
 

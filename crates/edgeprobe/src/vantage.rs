@@ -536,20 +536,10 @@ pub use crate::check_ids::{DOCKER_NETWORK_ID, VANTAGE_COMPARE_ID};
 
 /// A derived check's declaration.
 pub fn def(id: &str) -> edgeprobe_core::catalog::CheckDef {
-    edgeprobe_core::catalog::CheckDef {
-        id: id.into(),
-        title: crate::check_ids::title(id).into(),
-        endpoint: Endpoint::Device,
-        protocol: Protocol::Config,
-        host: String::new(),
-        port: None,
-        required: false,
-        requires: Vec::new(),
-        unless: Vec::new(),
-        source: "derived".into(),
-        expect: Default::default(),
-        credentials: false,
-        limits: Default::default(),
-        send: None,
-    }
+    edgeprobe_core::catalog::CheckDef::derived(
+        id,
+        crate::check_ids::title(id),
+        Endpoint::Device,
+        Protocol::Config,
+    )
 }

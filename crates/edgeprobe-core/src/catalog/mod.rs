@@ -195,6 +195,45 @@ fn line_of(text: &str, needle: &str) -> String {
 }
 
 impl CheckDef {
+    /// A check made outside the catalog (registries, derived checks, the container vantage,
+    /// the gateway view): no templates, no expectations, no credentials, not required.
+    pub fn derived(
+        id: impl Into<String>,
+        title: impl Into<String>,
+        endpoint: Endpoint,
+        protocol: Protocol,
+    ) -> Self {
+        CheckDef {
+            id: id.into(),
+            title: title.into(),
+            endpoint,
+            protocol,
+            host: String::new(),
+            port: None,
+            required: false,
+            requires: Vec::new(),
+            unless: Vec::new(),
+            source: "derived".into(),
+            expect: Expect::default(),
+            credentials: false,
+            limits: Limits::default(),
+            send: None,
+        }
+    }
+
+    /// At this host and port.
+    pub fn at(mut self, host: impl Into<String>, port: Option<u16>) -> Self {
+        self.host = host.into();
+        self.port = port;
+        self
+    }
+
+    /// Required (a failure means the device cannot run) or not.
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
+    }
+
     /// Every variable this check needs, in order of first appearance.
     pub fn needs(&self) -> Vec<String> {
         let mut out: Vec<String> = template_vars(&self.host);
