@@ -13,6 +13,8 @@ pub mod dns;
 pub mod dps;
 /// HTTP requests over an established stream (hyper): IoT Hub's 401, generic services.
 pub mod https;
+/// What an answer means: CONNACK codes, IoT Hub's HTTPS answer; pure functions.
+pub mod judge;
 /// MQTT 3.1.1 CONNECT/CONNACK with rumqttc's codec.
 pub mod mqtt;
 /// The per-protocol layer composition and the runner's `Probe` implementation.

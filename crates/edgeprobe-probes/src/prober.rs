@@ -26,7 +26,6 @@ use edgeprobe_iotedge::identity::{Credentials, DeviceIdentity, DpsIdentity};
 use edgeprobe_iotedge::secret::{Scrubber, Secret};
 use futures_util::future::BoxFuture;
 use http::Method;
-use rumqttc::mqttbytes::v4::ConnectReturnCode;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -459,67 +458,19 @@ impl Job<'_> {
         let ack = mqtt::connect(&mut io, &params, self.rec, self.deadline).await?;
         let (code, words) = mqtt::describe_code(ack.code);
         let title = self.service_name();
-        let auth_refused = matches!(
-            ack.code,
-            ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword
-        );
-        let mut o = if presenting {
+        let mut o = crate::judge::connack(self.service(), presenting, ack.code);
+        if presenting {
+            let refused = o.auth == Some(AuthState::Rejected);
             self.rec.instant(
                 PhaseName::Auth,
-                if auth_refused {
+                if refused {
                     PhaseStatus::Fail
                 } else {
                     PhaseStatus::Ok
                 },
                 vec![("connack_code".into(), json!(code))],
             );
-            if ack.code == ConnectReturnCode::Success && self.check.endpoint == Endpoint::Dps {
-                // DPS accepts any well-formed registration CONNECT; the key is checked only
-                // when the device registers, which edgeprobe never does.
-                let mut o = Outcome::new(
-                    Status::Pass,
-                    Reason::Ok,
-                    format!("{title} answered CONNACK 0: the MQTT path works (DPS checks the key only at registration; dps-https tests it)"),
-                );
-                o.auth = Some(AuthState::Untested);
-                o
-            } else if ack.code == ConnectReturnCode::Success {
-                let mut o = Outcome::new(
-                    Status::Pass,
-                    Reason::Ok,
-                    format!("{title} accepted the device over MQTT (CONNACK 0)"),
-                );
-                o.auth = Some(AuthState::Ok);
-                o
-            } else if auth_refused {
-                let mut o = Outcome::new(
-                    Status::Fail,
-                    Reason::AuthRejected,
-                    format!("the MQTT path works, but {title} refused the credentials (CONNACK {code}: {words})"),
-                );
-                o.auth = Some(AuthState::Rejected);
-                o.fix = fix_for(Reason::AuthRejected, Protocol::Mqtt, self.host, self.port);
-                o
-            } else {
-                let mut o = Outcome::new(
-                    Status::Warn,
-                    Reason::ProtocolError,
-                    format!("the MQTT path works, but {title} answered CONNACK {code} ({words})"),
-                );
-                o.auth = Some(AuthState::Untested);
-                o
-            }
-        } else {
-            let mut o = Outcome::new(
-                Status::Pass,
-                Reason::Ok,
-                format!(
-                    "{title} answered CONNECT with CONNACK {code} ({words}): the MQTT path works"
-                ),
-            );
-            o.auth = Some(AuthState::Untested);
-            o
-        };
+        }
         if let Some(why) = unusable {
             o.message
                 .push_str(&format!("; credentials not tested: {why}"));
@@ -799,6 +750,16 @@ impl Job<'_> {
         Ok(o)
     }
 
+    /// The service answering this check, for the judgements.
+    fn service(&self) -> crate::judge::Service<'_> {
+        crate::judge::Service {
+            title: self.service_name(),
+            endpoint: self.check.endpoint,
+            host: self.host,
+            port: self.port,
+        }
+    }
+
     fn service_name(&self) -> &'static str {
         match self.check.endpoint {
             Endpoint::Iothub => "IoT Hub",
@@ -938,35 +899,20 @@ impl Job<'_> {
         let detail = http_detail(&answer);
         match self.check.endpoint {
             Endpoint::Iothub | Endpoint::Parent | Endpoint::Gateway => {
-                let code = answer.header("iothub-errorcode").map(str::to_owned);
-                if answer.status == 401 && code.is_some() {
-                    self.rec.end(PhaseStatus::Ok, detail);
-                    let mut o = Outcome::new(
-                        Status::Pass,
-                        Reason::Ok,
-                        format!(
-                            "{} answered an unauthenticated request with 401 {}: the HTTPS path works",
-                            self.service_name(),
-                            code.unwrap_or_default()
-                        ),
-                    );
-                    o.clock_offset_secs = answer.clock_offset_secs();
-                    o.auth = Some(AuthState::Untested);
-                    Ok(o)
+                let mut o = crate::judge::iothub_https(
+                    self.service(),
+                    answer.status,
+                    answer.header("iothub-errorcode"),
+                    &answer.who(),
+                );
+                let status = if o.status == Status::Pass {
+                    PhaseStatus::Ok
                 } else {
-                    self.rec.end(PhaseStatus::Fail, detail);
-                    let mut o = Outcome::new(
-                        Status::Fail,
-                        Reason::WrongService,
-                        format!(
-                            "expected IoT Hub's 401 with an iothub-errorcode header, got {}: a proxy, captive portal or another service answered",
-                            answer.who()
-                        ),
-                    );
-                    o.fix = fix_for(Reason::WrongService, Protocol::Https, self.host, self.port);
-                    o.clock_offset_secs = answer.clock_offset_secs();
-                    Ok(o)
-                }
+                    PhaseStatus::Fail
+                };
+                self.rec.end(status, detail);
+                o.clock_offset_secs = answer.clock_offset_secs();
+                Ok(o)
             }
             _ => {
                 let who = answer.who();
