@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use fixtures::{HubFaults, PortFault};
 
-use crate::support::{check, run, run_env, Hub};
+use crate::support::{assert_check, check, run, run_env, Hub};
 
 /// Writes `text` as the only catalog file of a new directory.
 fn catalog(text: &str) -> tempfile::TempDir {
@@ -134,14 +134,7 @@ async fn tcp_checks_prove_a_port_and_judge_what_the_server_says() {
         ("silent", "fail", "protocol_timeout", "sent nothing"),
         ("closed", "fail", "tcp_refused", ""),
     ] {
-        let c = check(&rep, id);
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_str()),
-            (status, reason),
-            "{id}: {}",
-            c.message
-        );
-        assert!(c.message.contains(words), "{id}: {}", c.message);
+        let c = assert_check(&rep, id, status, reason, words);
         assert_eq!(c.protocol, "tcp");
     }
     // The silent server's check gave up at its own timeout, not at the run's 8 s deadline.
@@ -248,14 +241,7 @@ async fn tls_checks_and_tls_expectations_judge_the_handshake() {
         ),
         ("mqtt-wants-5", "pass", "ok", "CONNACK 5"),
     ] {
-        let c = check(&rep, id);
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_str()),
-            (status, reason),
-            "{id}: {}",
-            c.message
-        );
-        assert!(c.message.contains(words), "{id}: {}", c.message);
+        assert_check(&rep, id, status, reason, words);
     }
 }
 

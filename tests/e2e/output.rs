@@ -387,14 +387,7 @@ async fn a_user_check_s_expectations_fail_an_answer_that_is_not_the_service() {
         ),
         ("cert-1-day", "pass", "ok", "answered"),
     ] {
-        let c = crate::support::check(&rep, id);
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_str()),
-            (status, reason),
-            "{id}: {}",
-            c.message
-        );
-        assert!(c.message.contains(words), "{id}: {}", c.message);
+        crate::support::assert_check(&rep, id, status, reason, words);
     }
     // A bad pattern is refused when the file loads.
     std::fs::write(

@@ -213,6 +213,25 @@ pub fn check<'a>(report: &'a JsonReport, id: &str) -> &'a Check {
         .unwrap_or_else(|| panic!("no check {id} in the report"))
 }
 
+/// Asserts a check's status and reason, and that its message says `words`.
+pub fn assert_check<'a>(
+    report: &'a JsonReport,
+    id: &str,
+    status: &str,
+    reason: &str,
+    words: &str,
+) -> &'a Check {
+    let c = check(report, id);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        (status, reason),
+        "{id}: {}",
+        c.message
+    );
+    assert!(c.message.contains(words), "{id}: {}", c.message);
+    c
+}
+
 /// Replaces `flag`'s value in an argument list.
 pub fn set_arg(args: &mut [String], flag: &str, value: &str) {
     let i = args

@@ -595,10 +595,7 @@ pub async fn handshake(
         .unwrap_or_default();
     rec.note("roots", settings.roots.describe());
     let other_set = settings.other.as_ref().map(|(set, _)| *set);
-    let root_name = chain
-        .last()
-        .map(|c| c.issuer.clone())
-        .unwrap_or_else(|| "an unknown issuer".into());
+    let root_name = root_of(&chain);
     let chain_json = json!(chain
         .iter()
         .map(|c| json!({"subject": c.subject, "issuer": c.issuer, "not_after": c.not_after}))
@@ -701,12 +698,17 @@ fn self_signed(host: &str, chain: &[CertInfo]) -> Failure {
     )
 }
 
-fn classify(e: &std::io::Error, host: &str, chain: &[CertInfo], peer_bytes: &[u8]) -> Failure {
-    let tls_err = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-    let top_issuer = chain
+/// The root a presented chain ends in: the issuer of its last certificate.
+fn root_of(chain: &[CertInfo]) -> String {
+    chain
         .last()
         .map(|c| c.issuer.clone())
-        .unwrap_or_else(|| "an unknown issuer".into());
+        .unwrap_or_else(|| "an unknown issuer".into())
+}
+
+fn classify(e: &std::io::Error, host: &str, chain: &[CertInfo], peer_bytes: &[u8]) -> Failure {
+    let tls_err = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    let top_issuer = root_of(chain);
     match tls_err {
         Some(rustls::Error::InvalidCertificate(ce)) => match ce {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => (

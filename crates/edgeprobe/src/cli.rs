@@ -221,7 +221,9 @@ pub struct CheckArgs {
     /// Roots that verify servers, besides the trust bundle: os (default on the host, as
     /// aziot and Docker verify), mozilla (default in the azure-iot-edge network and as a
     /// module, as the module images carry), bundle-only.
-    #[arg(long, value_name = "SET", value_parser = ["os", "mozilla", "bundle-only"])]
+    #[arg(long, value_name = "SET", value_parser = clap::builder::PossibleValuesParser::new(
+        edgeprobe_probes::tls::RootSet::ALL.map(edgeprobe_probes::tls::RootSet::as_str),
+    ))]
     pub roots: Option<String>,
     /// HTTP proxy URL for the WebSocket protocols and HTTPS (else HTTPS_PROXY / https_proxy).
     #[arg(long, value_name = "URL")]

@@ -187,10 +187,15 @@ const PROBE_KINDS: [Protocol; 7] = [
 /// The longest `timeout` a check may ask for, in seconds.
 const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
+/// "line N: " for the byte offset `at` of `text`.
+fn line_at(text: &str, at: usize) -> String {
+    format!("line {}: ", text[..at].matches('\n').count() + 1)
+}
+
 /// "line N: " for the first place `needle` appears in `text`, or nothing.
 fn line_of(text: &str, needle: &str) -> String {
     text.find(needle)
-        .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
+        .map(|at| line_at(text, at))
         .unwrap_or_default()
 }
 
@@ -394,7 +399,7 @@ fn check_credentials(
     id: &str,
     endpoint: Endpoint,
     host: &str,
-    protocol: Option<Protocol>,
+    protocol: Protocol,
 ) -> Result<(), CatalogError> {
     let own_service = CREDENTIAL_HOSTS.contains(&host)
         && matches!(
@@ -406,8 +411,8 @@ fn check_credentials(
             "check {id:?} asks for the device's credentials for {host:?}; they go only to the device's own services (endpoint iothub, dps, parent or gateway, host {})",
             CREDENTIAL_HOSTS.join(", ")
         )
-    } else if let Some(p @ (Protocol::Tcp | Protocol::Tls)) = protocol {
-        format!("check {id:?}: a {p} probe presents no credentials")
+    } else if matches!(protocol, Protocol::Tcp | Protocol::Tls) {
+        format!("check {id:?}: a {protocol} probe presents no credentials")
     } else {
         return Ok(());
     };
@@ -500,10 +505,7 @@ impl Catalog {
         match named.into_iter().find(|(_, v)| !known(v)) {
             None => Ok(()),
             Some((key, var)) => {
-                let line = text
-                    .find(&var)
-                    .map(|at| format!("line {}: ", text[..at].matches('\n').count() + 1))
-                    .unwrap_or_default();
+                let line = line_of(text, &var);
                 Err(CatalogError::invalid(
                     file,
                     format!(
@@ -524,10 +526,7 @@ impl Catalog {
     /// Parses one catalog file and appends its checks.
     pub fn add_text(&mut self, file: &str, text: &str) -> Result<(), CatalogError> {
         let doc: FileDoc = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| format!("line {}: ", text[..s.start].matches('\n').count() + 1))
-                .unwrap_or_default();
+            let line = e.span().map(|s| line_at(text, s.start)).unwrap_or_default();
             // toml's messages may span lines; errors are one line.
             let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
             CatalogError::invalid(file, format!("{line}{message}"))
@@ -551,10 +550,8 @@ impl Catalog {
                 ));
             }
             let credentials = match fam.credentials {
-                Some(CredentialsDoc::Device) => {
-                    check_credentials(file, text, &fam.id, fam.endpoint, &fam.host, None)?;
-                    true
-                }
+                // Checked for each member below: the host, and a kind that carries them.
+                Some(CredentialsDoc::Device) => true,
                 Some(CredentialsDoc::None) => false,
                 // Version 1: a family of the device's own services, at one of their hosts.
                 None => CREDENTIAL_HOSTS.contains(&fam.host.as_str()),
@@ -565,8 +562,8 @@ impl Catalog {
             };
             for proto in &fam.protocols {
                 probe_kind(file, text, &fam.id, *proto)?;
-                if credentials && matches!(proto, Protocol::Tcp | Protocol::Tls) {
-                    check_credentials(file, text, &fam.id, fam.endpoint, &fam.host, Some(*proto))?;
+                if fam.credentials == Some(CredentialsDoc::Device) {
+                    check_credentials(file, text, &fam.id, fam.endpoint, &fam.host, *proto)?;
                 }
                 let port = fam.ports.get(proto).copied().or(proto.default_port());
                 let Some(port) = port else {
@@ -593,7 +590,8 @@ impl Catalog {
                         unless: fam.unless.clone(),
                         source: file.to_owned(),
                         expect: Expect::default(),
-                        credentials,
+                        // A tcp or tls member proves a port, never presents credentials.
+                        credentials: credentials && !matches!(proto, Protocol::Tcp | Protocol::Tls),
                         limits,
                         send: None,
                     },
@@ -604,7 +602,7 @@ impl Catalog {
             validate_id(file, &c.id)?;
             probe_kind(file, text, &c.id, c.protocol)?;
             if c.credentials == CredentialsDoc::Device {
-                check_credentials(file, text, &c.id, c.endpoint, &c.host, Some(c.protocol))?;
+                check_credentials(file, text, &c.id, c.endpoint, &c.host, c.protocol)?;
             }
             if let Err((key, why)) = c.expect.validate(c.protocol) {
                 let last = key.rsplit('.').next().unwrap_or(&key);
@@ -888,6 +886,16 @@ ports = { tls = 8883 }
             "credentials = none"
         );
         assert_eq!(c.get("hub-tls").unwrap().port, Some(8883));
+        // Without the key (version 1), a family at the hub presents credentials over the
+        // protocols that carry them and none over tls.
+        let mut v1 = Catalog::default();
+        v1.add_text(
+            "v1.toml",
+            "[[family]]\nid = \"hub\"\ntitle = \"Hub\"\nendpoint = \"iothub\"\nhost = \"{iothub_hostname}\"\nprotocols = [\"mqtt\", \"tls\"]\nports = { tls = 8883 }\n",
+        )
+        .unwrap();
+        assert!(v1.get("hub-mqtt").unwrap().credentials);
+        assert!(!v1.get("hub-tls").unwrap().credentials);
 
         let check = |body: &str| {
             format!("version = 2\n[[check]]\nid = \"a\"\ntitle = \"t\"\nendpoint = \"iothub\"\nhost = \"{{iothub_hostname}}\"\n{body}")
