@@ -294,13 +294,59 @@ pub struct Outcome {
     pub clock_offset_secs: Option<f64>,
     /// Further reason codes that also apply (e.g. `not_proxiable` beside `tcp_timeout`).
     pub also: Vec<Reason>,
-    /// Values the check learned that other checks can use (e.g. the hub DPS assigned).
-    pub learned: Vec<(String, String)>,
+    /// What the check learned that a later stage uses (the hub DPS assigned, a registry's
+    /// data endpoint): the typed hand-off between stages.
+    pub learned: Vec<Learned>,
     /// The TLS chain the endpoint presented, as PEM (kept for support bundles, not in JSON).
     pub certificates: Vec<String>,
 }
 
+/// A fact one stage hands to the next: what a check's answer told us about where the device
+/// goes next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// The IoT Hub DPS assigned the device to (the status lookup's `assignedHub`).
+    AssignedHub(String),
+    /// The device id DPS registered the device as.
+    AssignedDeviceId(String),
+    /// Where a registry redirects blob downloads (`host[:port]`): its data endpoint.
+    DataEndpoint(String),
+}
+
+impl Learned {
+    /// The value, whatever the kind, for scrubbing.
+    pub fn value_mut(&mut self) -> &mut String {
+        match self {
+            Learned::AssignedHub(v) | Learned::AssignedDeviceId(v) | Learned::DataEndpoint(v) => v,
+        }
+    }
+}
+
 impl Outcome {
+    /// The hub DPS assigned, if this outcome learned one.
+    pub fn assigned_hub(&self) -> Option<&str> {
+        self.learned.iter().find_map(|l| match l {
+            Learned::AssignedHub(h) => Some(h.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The device id DPS registered, if this outcome learned one.
+    pub fn assigned_device_id(&self) -> Option<&str> {
+        self.learned.iter().find_map(|l| match l {
+            Learned::AssignedDeviceId(d) => Some(d.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The data endpoints a registry check learned.
+    pub fn data_endpoints(&self) -> impl Iterator<Item = &str> {
+        self.learned.iter().filter_map(|l| match l {
+            Learned::DataEndpoint(e) => Some(e.as_str()),
+            _ => None,
+        })
+    }
+
     /// An outcome with no phases yet.
     pub fn new(status: Status, reason: Reason, message: impl Into<String>) -> Self {
         Outcome {

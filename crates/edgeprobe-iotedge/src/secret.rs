@@ -215,7 +215,8 @@ impl Scrubber {
                 self.scrub_json(value);
             }
         }
-        for (_, value) in &mut outcome.learned {
+        for learned in &mut outcome.learned {
+            let value = learned.value_mut();
             *value = self.scrub(value);
         }
     }
@@ -511,7 +512,8 @@ mod tests {
         let scrubber = Scrubber::of([&Secret::new(KEY)]);
         let mut o = Outcome::new(Status::Fail, Reason::ProtocolError, format!("got {KEY}"));
         o.fix = Some(format!("check {KEY}"));
-        o.learned.push(("x".into(), KEY.into()));
+        o.learned
+            .push(edgeprobe_core::Learned::DataEndpoint(KEY.into()));
         o.phases.push(Phase {
             name: PhaseName::Protocol,
             status: PhaseStatus::Fail,

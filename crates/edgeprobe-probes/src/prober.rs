@@ -849,10 +849,10 @@ impl Job<'_> {
         o.auth = j.auth;
         o.fix = j.fix;
         if let Some(h) = j.hub {
-            o.learned.push(("iothub_hostname".into(), h));
+            o.learned.push(edgeprobe_core::Learned::AssignedHub(h));
         }
         if let Some(d) = j.device_id {
-            o.learned.push(("device_id".into(), d));
+            o.learned.push(edgeprobe_core::Learned::AssignedDeviceId(d));
         }
         o.clock_offset_secs = answer.clock_offset_secs();
         if let Some(why) = unusable {

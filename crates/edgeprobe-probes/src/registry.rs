@@ -11,14 +11,14 @@
 //!
 //! Each further request opens its own connection through the same layers (DNS, TCP, the
 //! proxy when configured, TLS) under the run's deadline; their timings go into the auth
-//! phase's detail. The data endpoint goes into [`Outcome::learned`] as
-//! [`DATA_ENDPOINT_KEY`] for the binary's second stage to check.
+//! phase's detail. The data endpoint goes into [`Outcome::learned`] as a
+//! [`Learned::DataEndpoint`] for the binary's second stage to check.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use edgeprobe_core::catalog::CheckDef;
 use edgeprobe_core::recorder::PhaseRecorder;
-use edgeprobe_core::{AuthState, Outcome, PhaseName, PhaseStatus, Reason, Status};
+use edgeprobe_core::{AuthState, Learned, Outcome, PhaseName, PhaseStatus, Reason, Status};
 use edgeprobe_iotedge::secret::{Scrubber, Secret};
 use http::Method;
 use serde_json::{json, Value};
@@ -28,9 +28,6 @@ use crate::dns::Failure;
 use crate::https::{self, HttpAnswer, HttpRequest};
 use crate::prober::{fix_for, ProbeSettings};
 use crate::BoxIo;
-
-/// The key of [`Outcome::learned`] that names a registry's data endpoint (`host[:port]`).
-pub const DATA_ENDPOINT_KEY: &str = "registry_data_endpoint";
 
 /// What the Moby engine accepts for a manifest, newest formats first.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -598,7 +595,7 @@ impl Walk<'_> {
                             Reason::Ok,
                             format!("pulled the manifest of {what} {credentials}; its blobs redirect (HTTP {}) to the data endpoint {data}", answer.status),
                         );
-                        o.learned.push((DATA_ENDPOINT_KEY.into(), data));
+                        o.learned.push(Learned::DataEndpoint(data));
                         o
                     }
                     Some(url) => Outcome::new(

@@ -15,7 +15,7 @@ use edgeprobe_core::catalog::{matches_pattern, CheckDef, Target, Vars};
 use edgeprobe_core::runner::{self, CheckResult, Plan, Planned, RunOptions};
 use edgeprobe_core::{Endpoint, Protocol, Status};
 use edgeprobe_iotedge::config::EdgeConfig;
-use edgeprobe_probes::registry::{self, ImageRef, RegistryAccess, DATA_ENDPOINT_KEY};
+use edgeprobe_probes::registry::{self, ImageRef, RegistryAccess};
 use edgeprobe_probes::Prober;
 
 use crate::AppError;
@@ -269,24 +269,15 @@ pub async fn run(
     // A data endpoint is required when any registry that uses it is.
     for d in &mut data_results {
         let endpoint = registry::host_port(&d.def.host, d.def.port.unwrap_or(443), 443);
-        d.def.required |= results.iter().any(|r| {
-            r.def.required
-                && r.outcome
-                    .learned
-                    .iter()
-                    .any(|(k, v)| k == DATA_ENDPOINT_KEY && *v == endpoint)
-        });
+        d.def.required |= results
+            .iter()
+            .any(|r| r.def.required && r.outcome.data_endpoints().any(|e| e == endpoint));
     }
     for d in &mut data_results {
         let endpoint = registry::host_port(&d.def.host, d.def.port.unwrap_or(443), 443);
         let users: Vec<String> = results
             .iter()
-            .filter(|r| {
-                r.outcome
-                    .learned
-                    .iter()
-                    .any(|(k, v)| k == DATA_ENDPOINT_KEY && *v == endpoint)
-            })
+            .filter(|r| r.outcome.data_endpoints().any(|e| e == endpoint))
             .map(|r| registry::host_port(&r.def.host, r.def.port.unwrap_or(443), 443))
             .collect();
         let by = users.join(", ");
@@ -305,12 +296,10 @@ pub async fn run(
                 .push_str(&format!(" (the data endpoint of {by})"));
         }
         let cut_short = d.outcome.reason == edgeprobe_core::Reason::Deadline;
-        for r in results.iter_mut().filter(|r| {
-            r.outcome
-                .learned
-                .iter()
-                .any(|(k, v)| k == DATA_ENDPOINT_KEY && *v == endpoint)
-        }) {
+        for r in results
+            .iter_mut()
+            .filter(|r| r.outcome.data_endpoints().any(|e| e == endpoint))
+        {
             if d.outcome.status == Status::Fail {
                 r.outcome.message.push_str(&format!(
                     "; but the data endpoint {endpoint} is unreachable ({}, see {}): image pulls will start, then stall",
@@ -338,10 +327,8 @@ pub async fn run(
     for r in results.drain(..) {
         let learned: Vec<String> = r
             .outcome
-            .learned
-            .iter()
-            .filter(|(k, _)| k == DATA_ENDPOINT_KEY)
-            .map(|(_, v)| format!("{DATA_PREFIX}{}", slug(v)))
+            .data_endpoints()
+            .map(|v| format!("{DATA_PREFIX}{}", slug(v)))
             .collect();
         ordered.push(r);
         for id in learned {
@@ -357,10 +344,7 @@ pub async fn run(
 /// The data endpoint checks a registry check's outcome asks for (selected ones only).
 fn data_checks(r: &CheckResult, selected: &impl Fn(&str) -> bool) -> Vec<Planned> {
     let mut data: Vec<Planned> = Vec::new();
-    for (key, value) in &r.outcome.learned {
-        if key != DATA_ENDPOINT_KEY {
-            continue;
-        }
+    for value in r.outcome.data_endpoints() {
         let Some((host, port)) = registry::split_host_port(value, 443) else {
             continue;
         };

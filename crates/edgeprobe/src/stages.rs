@@ -266,12 +266,19 @@ pub async fn check_with_facts(
                 .filter(|p| p.def.id == DPS_LOOKUP_ID)
                 .collect();
             results = runner::run_all(lookup, prober(&inputs), &opts).await;
-            let learned: Vec<(String, String)> = results
-                .iter()
-                .flat_map(|r| r.outcome.learned.clone())
-                .collect();
-            for (k, v) in learned {
-                inputs.vars.entry(k).or_insert(v);
+            for r in &results {
+                if let Some(hub) = r.outcome.assigned_hub() {
+                    inputs
+                        .vars
+                        .entry("iothub_hostname".into())
+                        .or_insert(hub.into());
+                }
+                if let Some(device) = r.outcome.assigned_device_id() {
+                    inputs
+                        .vars
+                        .entry("device_id".into())
+                        .or_insert(device.into());
+                }
             }
             if let (Some(hub), Some(device)) = (
                 inputs.vars.get("iothub_hostname").cloned(),
@@ -332,9 +339,8 @@ pub async fn check_with_facts(
         let looked_up = results
             .iter()
             .filter(|r| r.def.id == DPS_LOOKUP_ID)
-            .flat_map(|r| r.outcome.learned.iter())
-            .find(|(k, _)| k == "iothub_hostname")
-            .map(|(_, hub)| hub.clone());
+            .find_map(|r| r.outcome.assigned_hub())
+            .map(str::to_owned);
         if let Some(now) = looked_up.filter(|hub| hub != state_hub) {
             context.notes.push(format!(
                 "DPS's status lookup names {now}, but the device stays on {state_hub} (its provisioning state) until it reprovisions; the hub checks used {state_hub}"
