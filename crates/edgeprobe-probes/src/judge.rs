@@ -2,11 +2,14 @@
 //! HTTP status and header), these say what they prove. No sockets, so every rule has a
 //! table test.
 
-use edgeprobe_core::{AuthState, Endpoint, Outcome, Protocol, Reason, Status};
+use edgeprobe_core::{AuthState, Detail, Endpoint, Outcome, PhaseStatus, Protocol, Reason, Status};
 use rumqttc::mqttbytes::v4::ConnectReturnCode;
+use serde_json::json;
 
+use crate::amqp::{AmqpErrorKind, AmqpTrace, StepOk};
+use crate::dns::Failure;
+use crate::fix::fix_for;
 use crate::mqtt;
-use crate::prober::fix_for;
 
 /// Where an answer came from: the service's name for people, its kind, and its address
 /// (for the fix).
@@ -96,6 +99,138 @@ pub fn iothub_https(s: Service<'_>, status: u16, errorcode: Option<&str>, who: &
             o.fix = fix_for(Reason::WrongService, Protocol::Https, s.host, s.port);
             o
         }
+    }
+}
+
+/// An AMQP handshake judged: the protocol phase and the auth phase to record (with what
+/// each saw), and the outcome, or the failure that ends the walk.
+#[derive(Debug)]
+pub struct AmqpJudged {
+    pub open: (PhaseStatus, Detail),
+    pub auth: Option<(PhaseStatus, Detail)>,
+    pub result: Result<Outcome, Failure>,
+}
+
+/// What an AMQP handshake proves. An `open` (or a SASL refusal: that is the real service
+/// refusing us) proves the path; with credentials presented, SASL PLAIN (DPS) or CBS
+/// put-token and the telemetry attach (IoT Hub, edgeHub) say whether the service took them.
+pub fn amqp(s: Service<'_>, presenting: bool, trace: &AmqpTrace) -> AmqpJudged {
+    let title = s.title;
+    let step_detail = |ok: &StepOk| -> Detail {
+        ok.detail
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect()
+    };
+    let rejected = |message: &str| {
+        let mut o = Outcome::new(
+            Status::Fail,
+            Reason::AuthRejected,
+            format!("the AMQP path works, but {title} refused the credentials: {message}"),
+        );
+        o.auth = Some(AuthState::Rejected);
+        o.fix = fix_for(Reason::AuthRejected, Protocol::Amqp, s.host, s.port);
+        o
+    };
+    let with_auth = |mut o: Outcome, auth: AuthState| {
+        o.auth = Some(auth);
+        o
+    };
+    let open = match &trace.open.result {
+        Ok(ok) => (PhaseStatus::Ok, step_detail(ok)),
+        Err(e) if e.kind == AmqpErrorKind::Unauthorized => {
+            let o = if presenting {
+                rejected(&e.message)
+            } else {
+                with_auth(
+                    Outcome::new(
+                        Status::Pass,
+                        Reason::Ok,
+                        format!("{title} refused an anonymous SASL login: the AMQP path works"),
+                    ),
+                    AuthState::Untested,
+                )
+            };
+            return AmqpJudged {
+                open: (PhaseStatus::Ok, vec![("sasl".into(), json!("rejected"))]),
+                auth: None,
+                result: Ok(o),
+            };
+        }
+        Err(e) => {
+            let reason = match e.kind {
+                AmqpErrorKind::Timeout => Reason::ProtocolTimeout,
+                AmqpErrorKind::NotAmqp => Reason::WrongService,
+                _ => Reason::ProtocolError,
+            };
+            return AmqpJudged {
+                open: (PhaseStatus::Fail, vec![("error".into(), json!(e.message))]),
+                auth: None,
+                result: Err((reason, format!("AMQP: {}", e.message))),
+            };
+        }
+    };
+    let Some(step) = &trace.auth else {
+        return AmqpJudged {
+            open,
+            auth: None,
+            result: Ok(with_auth(
+                Outcome::new(
+                    Status::Pass,
+                    Reason::Ok,
+                    format!("{title} opened an AMQP connection: the AMQP path works"),
+                ),
+                AuthState::Untested,
+            )),
+        };
+    };
+    let (auth, o) = match &step.result {
+        Ok(ok) => {
+            let what = if s.endpoint == Endpoint::Dps {
+                "SASL PLAIN accepted"
+            } else {
+                "token accepted, telemetry link attached"
+            };
+            let o = Outcome::new(
+                Status::Pass,
+                Reason::Ok,
+                format!("{title} accepted the device over AMQP ({what})"),
+            );
+            (
+                (PhaseStatus::Ok, step_detail(ok)),
+                with_auth(o, AuthState::Ok),
+            )
+        }
+        Err(e) => {
+            let o = match e.kind {
+                AmqpErrorKind::Unauthorized => rejected(&e.message),
+                kind => {
+                    let reason = if kind == AmqpErrorKind::Timeout {
+                        Reason::ProtocolTimeout
+                    } else {
+                        Reason::ProtocolError
+                    };
+                    let o = Outcome::new(
+                        Status::Warn,
+                        reason,
+                        format!(
+                            "the AMQP connection opened, but authentication did not complete: {}",
+                            e.message
+                        ),
+                    );
+                    with_auth(o, AuthState::Untested)
+                }
+            };
+            (
+                (PhaseStatus::Fail, vec![("error".into(), json!(e.message))]),
+                o,
+            )
+        }
+    };
+    AmqpJudged {
+        open,
+        auth: Some(auth),
+        result: Ok(o),
     }
 }
 
@@ -213,6 +348,164 @@ mod tests {
                 .fix
                 .as_deref()
                 .is_some_and(|f| f.contains("hub.azure-devices.net:8883")));
+        }
+    }
+
+    #[test]
+    fn an_amqp_handshake_proves_the_path_and_says_what_became_of_the_credentials() {
+        use crate::amqp::{AmqpError, Step};
+        use std::time::Duration;
+        let step = |r: Result<(), AmqpErrorKind>| Step {
+            duration: Duration::from_millis(5),
+            result: r.map(|()| StepOk::default()).map_err(|kind| AmqpError {
+                kind,
+                message: format!("{kind:?} said the peer"),
+            }),
+        };
+        use AmqpErrorKind::*;
+        type Row = (
+            Endpoint,
+            bool,
+            Result<(), AmqpErrorKind>,
+            Option<Result<(), AmqpErrorKind>>,
+            Result<(Status, Reason, AuthState), Reason>,
+            Option<PhaseStatus>,
+            &'static str,
+        );
+        let ok = Ok(());
+        let table: &[Row] = &[
+            // An open, no credentials: the path works, auth untested.
+            (
+                Endpoint::Iothub,
+                false,
+                ok,
+                None,
+                Ok((Status::Pass, Reason::Ok, AuthState::Untested)),
+                None,
+                "opened an AMQP connection",
+            ),
+            // SASL refused an anonymous login: that is the service; the path works.
+            (
+                Endpoint::Iothub,
+                false,
+                Err(Unauthorized),
+                None,
+                Ok((Status::Pass, Reason::Ok, AuthState::Untested)),
+                None,
+                "refused an anonymous SASL login",
+            ),
+            // SASL PLAIN refused (DPS): the credentials.
+            (
+                Endpoint::Dps,
+                true,
+                Err(Unauthorized),
+                None,
+                Ok((Status::Fail, Reason::AuthRejected, AuthState::Rejected)),
+                None,
+                "refused the credentials",
+            ),
+            // Not AMQP at all, or silence: the walk fails at the protocol.
+            (
+                Endpoint::Iothub,
+                true,
+                Err(NotAmqp),
+                None,
+                Err(Reason::WrongService),
+                None,
+                "AMQP: NotAmqp",
+            ),
+            (
+                Endpoint::Iothub,
+                true,
+                Err(Timeout),
+                None,
+                Err(Reason::ProtocolTimeout),
+                None,
+                "AMQP: Timeout",
+            ),
+            (
+                Endpoint::Iothub,
+                true,
+                Err(Closed),
+                None,
+                Err(Reason::ProtocolError),
+                None,
+                "AMQP: Closed",
+            ),
+            // CBS put-token and the telemetry attach.
+            (
+                Endpoint::Iothub,
+                true,
+                ok,
+                Some(ok),
+                Ok((Status::Pass, Reason::Ok, AuthState::Ok)),
+                Some(PhaseStatus::Ok),
+                "telemetry link attached",
+            ),
+            (
+                Endpoint::Dps,
+                true,
+                ok,
+                Some(ok),
+                Ok((Status::Pass, Reason::Ok, AuthState::Ok)),
+                Some(PhaseStatus::Ok),
+                "SASL PLAIN accepted",
+            ),
+            (
+                Endpoint::Iothub,
+                true,
+                ok,
+                Some(Err(Unauthorized)),
+                Ok((Status::Fail, Reason::AuthRejected, AuthState::Rejected)),
+                Some(PhaseStatus::Fail),
+                "refused the credentials",
+            ),
+            (
+                Endpoint::Iothub,
+                true,
+                ok,
+                Some(Err(Timeout)),
+                Ok((Status::Warn, Reason::ProtocolTimeout, AuthState::Untested)),
+                Some(PhaseStatus::Fail),
+                "did not complete",
+            ),
+            (
+                Endpoint::Iothub,
+                true,
+                ok,
+                Some(Err(Other)),
+                Ok((Status::Warn, Reason::ProtocolError, AuthState::Untested)),
+                Some(PhaseStatus::Fail),
+                "did not complete",
+            ),
+        ];
+        for (endpoint, presenting, open, auth, want, auth_phase, words) in table {
+            let trace = AmqpTrace {
+                open: step(*open),
+                auth: auth.map(step),
+            };
+            let j = amqp(service(*endpoint), *presenting, &trace);
+            let row = format!("{endpoint} {presenting} {open:?} {auth:?}");
+            assert_eq!(j.auth.as_ref().map(|(s, _)| *s), *auth_phase, "{row}");
+            let opened = j.open.0 == PhaseStatus::Ok;
+            match (&j.result, want) {
+                (Ok(o), Ok((status, reason, state))) => {
+                    assert!(opened, "{row}");
+                    assert_eq!(
+                        (o.status, o.reason, o.auth),
+                        (*status, *reason, Some(*state)),
+                        "{row}"
+                    );
+                    assert!(o.message.contains(words), "{row}: {}", o.message);
+                    assert_eq!(o.fix.is_some(), *reason == Reason::AuthRejected, "{row}");
+                }
+                (Err((reason, message)), Err(want)) => {
+                    assert!(!opened, "{row}");
+                    assert_eq!(reason, want, "{row}");
+                    assert!(message.contains(words), "{row}: {message}");
+                }
+                (got, _) => panic!("{row}: {got:?}"),
+            }
         }
     }
 }

@@ -11,18 +11,26 @@ pub mod amqp;
 pub mod dns;
 /// DPS's rules: what the registration status lookup's answer means for provisioning.
 pub mod dps;
+/// What to change, per reason.
+pub mod fix;
 /// HTTP requests over an established stream (hyper): IoT Hub's 401, generic services.
 pub mod https;
 /// What an answer means: CONNACK codes, IoT Hub's HTTPS answer; pure functions.
 pub mod judge;
 /// MQTT 3.1.1 CONNECT/CONNACK with rumqttc's codec.
 pub mod mqtt;
+/// The layers to an endpoint: dns → tcp → [proxy CONNECT] → tls.
+mod path;
 /// The per-protocol layer composition and the runner's `Probe` implementation.
 pub mod prober;
+/// Service profiles: what the device presents to each service, and what its answer means.
+mod profile;
 /// HTTP CONNECT tunnels through a proxy (hyper).
 pub mod proxy;
 /// Container registries (Registry API v2): `/v2/`, pull token, manifest, blob redirect.
 pub mod registry;
+/// What the probes of one run share, and where credentials may go.
+pub mod settings;
 /// Recognising what answered when it was not the expected protocol.
 pub mod sniff;
 /// Connecting to the resolved addresses, IPv6 and IPv4 raced.

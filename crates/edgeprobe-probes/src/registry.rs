@@ -16,17 +16,16 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use edgeprobe_core::catalog::CheckDef;
 use edgeprobe_core::recorder::PhaseRecorder;
 use edgeprobe_core::{AuthState, Learned, Outcome, PhaseName, PhaseStatus, Reason, Status};
 use edgeprobe_iotedge::secret::{Scrubber, Secret};
 use http::Method;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use crate::dns::Failure;
+use crate::fix::fix_for;
 use crate::https::{self, HttpAnswer, HttpRequest};
-use crate::prober::{fix_for, ProbeSettings};
+use crate::path::Path;
 use crate::BoxIo;
 
 /// What the Moby engine accepts for a manifest, newest formats first.
@@ -283,25 +282,15 @@ fn host_arch() -> &'static str {
     }
 }
 
-/// The layers one probe shares with the prober.
-pub(crate) struct Ctx<'a> {
-    pub s: &'a ProbeSettings,
-    pub check: &'a CheckDef,
-    pub host: &'a str,
-    pub port: u16,
-    pub rec: &'a PhaseRecorder,
-    pub deadline: Instant,
-}
-
 /// The probe after TLS: `/v2/`, then the pull walk.
-pub(crate) async fn probe(ctx: Ctx<'_>, io: BoxIo) -> Result<Outcome, Failure> {
+pub(crate) async fn probe(ctx: &Path<'_>, io: BoxIo) -> Result<Outcome, Failure> {
     let access = ctx
         .s
         .registries
         .iter()
         .find(|r| r.host.eq_ignore_ascii_case(ctx.host) && r.port == ctx.port);
     let mut walk = Walk {
-        ctx: &ctx,
+        ctx,
         access,
         requests: Vec::new(),
         scrub: Vec::new(),
@@ -310,7 +299,7 @@ pub(crate) async fn probe(ctx: Ctx<'_>, io: BoxIo) -> Result<Outcome, Failure> {
 }
 
 struct Walk<'a> {
-    ctx: &'a Ctx<'a>,
+    ctx: &'a Path<'a>,
     access: Option<&'a RegistryAccess>,
     /// One entry per further request, for the auth phase's detail.
     requests: Vec<Value>,
@@ -820,8 +809,14 @@ impl Walk<'_> {
                 host_port(host, port, 443)
             )),
         );
-        let opened =
-            crate::prober::open_tls(ctx.s, ctx.check, host, port, &rec, ctx.deadline).await;
+        let opened = Path {
+            host,
+            port,
+            rec: &rec,
+            ..*ctx
+        }
+        .open_tls()
+        .await;
         let result = match opened {
             Ok(io) => {
                 let req = HttpRequest {
