@@ -20,10 +20,7 @@
 //! returned.
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use edgeprobe_iotedge::secret::{Scrubber, Secret};
@@ -40,8 +37,10 @@ use fe2o3_amqp::types::performatives::Open;
 use fe2o3_amqp::types::primitives::{SimpleValue, Symbol, Value};
 use fe2o3_amqp::types::sasl::SaslCode;
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{timeout_at, Instant};
+
+use crate::tap::{Heard, Tap};
 
 /// What to connect with and what to prove.
 pub struct AmqpParams {
@@ -184,7 +183,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug + 'static,
 {
     let started = Instant::now();
-    let (stream, tap) = Recorder::new(stream);
+    let (stream, tap) = Tap::new(stream, RECORD_LIMIT);
+    let stream = stream.deferring_write_errors();
     let mut builder = Connection::builder()
         .container_id(params.container_id.clone())
         .hostname(params.hostname.as_str())
@@ -635,7 +635,7 @@ fn begin_error(e: BeginError) -> AmqpError {
     }
 }
 
-fn classify_open_error(e: OpenError, tap: &Tap, sasl: &str) -> AmqpError {
+fn classify_open_error(e: OpenError, tap: &Heard, sasl: &str) -> AmqpError {
     if let Some(preview) = tap.non_amqp_preview() {
         return not_amqp(&preview);
     }
@@ -715,7 +715,7 @@ fn not_amqp(preview: &str) -> AmqpError {
     )
 }
 
-fn io_error(io: std::io::Error, tap: &Tap) -> AmqpError {
+fn io_error(io: std::io::Error, tap: &Heard) -> AmqpError {
     use std::io::ErrorKind::*;
     match io.kind() {
         UnexpectedEof | BrokenPipe | ConnectionReset | ConnectionAborted => {
@@ -750,23 +750,16 @@ fn scrubber_of(params: &AmqpParams) -> Scrubber {
 
 const RECORD_LIMIT: usize = 4096;
 
-/// Shared view of what the peer sent, used to tell "not AMQP" from "closed" and to
-/// name the phase a timeout happened in.
-#[derive(Default)]
-struct Tap {
-    head: Mutex<Vec<u8>>,
-    total: AtomicU64,
+/// What the peer sent, read to tell "not AMQP" from "closed", to name the step a timeout
+/// happened in, and to name the peer's container.
+trait AmqpHeard {
+    fn non_amqp_preview(&self) -> Option<String>;
+    fn first_header_id(&self) -> Option<u8>;
+    fn waiting_for(&self, sasl: bool) -> &'static str;
+    fn remote_container(&self) -> Option<String>;
 }
 
-impl Tap {
-    fn total(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    fn head(&self) -> Vec<u8> {
-        self.head.lock().map(|h| h.clone()).unwrap_or_default()
-    }
-
+impl AmqpHeard for Heard {
     /// Printable prefix of the peer's bytes if they do not start like AMQP.
     fn non_amqp_preview(&self) -> Option<String> {
         let head = self.head();
@@ -831,91 +824,6 @@ fn remote_open(frame: &[u8]) -> Option<Open> {
     serde_amqp::from_slice(frame.get(doff..size)?).ok()
 }
 
-/// Transparent stream wrapper that records the first bytes read. Before anything
-/// has been read, write errors from an already-closed peer are deferred so that
-/// the read side can report what the peer actually sent (e.g. an HTTP error).
-struct Recorder<S> {
-    inner: S,
-    tap: Arc<Tap>,
-}
-
-impl<S> Recorder<S> {
-    fn new(inner: S) -> (Self, Arc<Tap>) {
-        let tap = Arc::new(Tap::default());
-        (
-            Self {
-                inner,
-                tap: tap.clone(),
-            },
-            tap,
-        )
-    }
-}
-
-impl<S> fmt::Debug for Recorder<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recorder")
-            .field("read", &self.tap.total())
-            .finish()
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Recorder<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll {
-            let new = &buf.filled()[before..];
-            if !new.is_empty() {
-                self.tap
-                    .total
-                    .fetch_add(new.len() as u64, Ordering::Relaxed);
-                if let Ok(mut head) = self.tap.head.lock() {
-                    let room = RECORD_LIMIT.saturating_sub(head.len());
-                    head.extend_from_slice(&new[..new.len().min(room)]);
-                }
-            }
-        }
-        poll
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Recorder<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(Err(e)) if self.defer(&e) => Poll::Ready(Ok(buf.len())),
-            other => other,
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Ready(Err(e)) if self.defer(&e) => Poll::Ready(Ok(())),
-            other => other,
-        }
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<S> Recorder<S> {
-    fn defer(&self, e: &std::io::Error) -> bool {
-        use std::io::ErrorKind::*;
-        self.tap.total() == 0
-            && matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -943,15 +851,14 @@ mod tests {
             desired_capabilities: None,
             properties: None,
         };
-        let tap = Tap::default();
         let mut head = b"AMQP\x03\x01\x00\x00AMQP\x00\x01\x00\x00".to_vec();
         head.extend_from_slice(&frame_of(&open));
-        *tap.head.lock().unwrap() = head.clone();
-        assert_eq!(tap.remote_container().as_deref(), Some("IoTHub-7a1"));
+        let heard = Heard::of(&head);
+        assert_eq!(heard.remote_container().as_deref(), Some("IoTHub-7a1"));
 
         // Cut short (the recorder keeps only the first bytes), or not AMQP: no name.
-        *tap.head.lock().unwrap() = head[..head.len() - 3].to_vec();
-        assert_eq!(tap.remote_container(), None);
+        let heard = Heard::of(&head[..head.len() - 3]);
+        assert_eq!(heard.remote_container(), None);
         let mut sasl = frame_of(&open);
         sasl[5] = 1;
         assert!(remote_open(&sasl).is_none());

@@ -33,6 +33,8 @@ pub mod registry;
 pub mod settings;
 /// Recognising what answered when it was not the expected protocol.
 pub mod sniff;
+/// The one stream tap: the first bytes a peer sent, for naming what answered.
+pub mod tap;
 /// Connecting to the resolved addresses, IPv6 and IPv4 raced.
 pub mod tcp;
 /// TLS with rustls: trust roots, chain capture, failure classification.

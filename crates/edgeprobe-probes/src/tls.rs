@@ -10,9 +10,7 @@
 //! other does not is called out: it works on one side of the device and fails on the other.
 
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use edgeprobe_core::bounded;
 use edgeprobe_core::recorder::PhaseRecorder;
@@ -25,13 +23,13 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::dns::Failure;
 use crate::sniff;
+use crate::tap::Tap;
 use crate::BoxIo;
 
 /// A certificate of the presented chain, as people read it.
@@ -446,63 +444,8 @@ impl ServerCertVerifier for Capturing {
     }
 }
 
-/// A stream that keeps a copy of the first bytes the peer sent, so a failed handshake can
-/// say what answered instead.
-#[derive(Debug)]
-pub struct Tap<S> {
-    inner: S,
-    first: Arc<Mutex<Vec<u8>>>,
-}
-
+/// How much of the peer's first bytes a failed handshake quotes from.
 const TAP_BYTES: usize = 256;
-
-impl<S> Tap<S> {
-    pub fn new(inner: S) -> (Self, Arc<Mutex<Vec<u8>>>) {
-        let first = Arc::new(Mutex::new(Vec::new()));
-        (
-            Tap {
-                inner,
-                first: first.clone(),
-            },
-            first,
-        )
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            if let Ok(mut first) = self.first.lock() {
-                let room = TAP_BYTES.saturating_sub(first.len());
-                let new = &buf.filled()[before..];
-                first.extend_from_slice(&new[..new.len().min(room)]);
-            }
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 /// What the TLS layer learned, success or not.
 #[derive(Clone, Debug, Default)]
@@ -579,7 +522,7 @@ pub async fn handshake(
             ));
         }
     };
-    let (tap, first) = Tap::new(stream);
+    let (tap, heard) = Tap::new(stream, TAP_BYTES);
     let connector = TlsConnector::from(Arc::new(config));
     let tapped: BoxIo = Box::new(tap);
     let result = tokio::time::timeout_at(deadline, connector.connect(name, tapped)).await;
@@ -636,7 +579,7 @@ pub async fn handshake(
             Ok(tls)
         }
         Ok(Err(e)) => {
-            let peer_bytes = first.lock().map(|f| f.clone()).unwrap_or_default();
+            let peer_bytes = heard.head();
             let mut failure = classify(&e, server_name, &chain, &peer_bytes);
             if failure.0 == Reason::TlsUntrusted {
                 failure.1.push_str(&format!(
