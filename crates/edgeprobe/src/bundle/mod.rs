@@ -27,8 +27,6 @@ mod docker;
 mod files;
 /// Secret-bearing settings of configuration text replaced with a marker.
 mod redact;
-#[cfg(test)]
-mod tests;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -355,3 +353,6 @@ fn entry(
         content,
     }
 }
+
+#[cfg(test)]
+mod tests;
