@@ -247,3 +247,70 @@ async fn a_proxy_mismatch_between_edge_agent_and_aziot_edged_is_a_warning_withou
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_parent_hostname_is_checked_and_the_flag_overrides_it() {
+    const PARENT: &str = "parent.plant.local";
+    const OTHER: &str = "other-parent.plant.local";
+    let parent = Hub::start_edge(HubFaults::default(), PARENT).await;
+    let other = Hub::start_edge(HubFaults::default(), OTHER).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A top-level key: before the file's first table. Its trust bundle is the parent's CA.
+    let text = format!(
+        "parent_hostname = \"{PARENT}\"\n{}",
+        toml_config(&parent, "")
+    );
+    let cfg = write(&dir, "config.toml", &text);
+    let parent_checks = |rep: &edgeprobe_report::json::JsonReport, host: &str| {
+        assert_eq!(rep.context.parent_hostname.as_deref(), Some(host));
+        for p in ["mqtt", "amqp", "mqtt-ws", "amqp-ws", "https"] {
+            let c = check(rep, &format!("parent-{p}"));
+            assert_eq!(
+                (c.status.as_str(), c.endpoint.as_str(), c.host.as_deref()),
+                ("pass", "parent", Some(host)),
+                "{p}: {}",
+                c.message
+            );
+            // The HTTPS path is probed unauthenticated (a 401 proves it); the others sign in.
+            let auth = if p == "https" { "untested" } else { "ok" };
+            assert_eq!(
+                c.auth.as_deref(),
+                Some(auth),
+                "{p}: the parent accepted the device's key: {}",
+                c.message
+            );
+        }
+        let hub = check(rep, "iothub-amqp");
+        assert_eq!(hub.status, "skip");
+        assert!(hub.message.contains("nested"), "{}", hub.message);
+    };
+
+    // No flag names the parent: the file's parent is checked, with the file's credentials.
+    let r = run(args_for(&parent, &cfg)).await;
+    let rep = r.json();
+    parent_checks(&rep, PARENT);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(!r.stdout().contains(KEY), "the key leaked");
+    let reached = parent.hub.connections();
+    assert!(reached > 0);
+
+    // --parent-hostname overrides the file: only the other parent is reached.
+    let mut args = args_for(&parent, &cfg);
+    args.extend(other.hub.connect_to_args());
+    args.extend([
+        "--parent-hostname".into(),
+        OTHER.into(),
+        "--trust-bundle".into(),
+        other.bundle.display().to_string(),
+    ]);
+    let r = run(args).await;
+    let rep = r.json();
+    parent_checks(&rep, OTHER);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(other.hub.connections() > 0);
+    assert_eq!(
+        parent.hub.connections(),
+        reached,
+        "the file's parent is not reached once the flag names another"
+    );
+}

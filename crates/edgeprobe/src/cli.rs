@@ -206,7 +206,8 @@ pub struct CheckArgs {
         conflicts_with = "sas_key"
     )]
     pub dps_group_key: Option<String>,
-    /// Parent device of a nested edge device: upstream checks target it instead of IoT Hub.
+    /// Parent device of a nested edge device: upstream checks target it instead of IoT Hub
+    /// (default: the configuration's parent_hostname, when the configured device is checked).
     #[arg(long, value_name = "HOST")]
     pub parent_hostname: Option<String>,
     /// Check what a downstream device can use through this edge gateway (its edgeHub).

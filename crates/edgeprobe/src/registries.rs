@@ -184,7 +184,7 @@ pub fn registries(
             }
             Ok(_) if flag.trim().starts_with('$') => {
                 return Err(AppError::Usage(format!(
-                    "--registry {flag:?}: $upstream needs --parent-hostname"
+                    "--registry {flag:?}: $upstream needs --parent-hostname (or the configuration's parent_hostname)"
                 )))
             }
             Ok(_) => {

@@ -12,7 +12,7 @@ use edgeprobe_probes::dns::Overrides;
 use edgeprobe_probes::proxy::ProxyConfig;
 use edgeprobe_probes::tls;
 
-use super::precedence::{self, DpsKey, Environment, Resolved, Sources};
+use super::precedence::{self, DpsKey, Environment, Origin, Resolved, Sources};
 use super::{cut, device_id_problem, is_host_name, trust, usage, user_vars, Inputs};
 use crate::cli::CheckArgs;
 use crate::workload::ModuleIdentity;
@@ -41,7 +41,7 @@ pub(crate) fn gather(
     let (credentials, tls) = trust::credentials(chosen.credentials.as_ref(), tls, &config_name)?;
     let overrides = overrides(args)?;
 
-    named_vars(args, &chosen, &mut vars)?;
+    named_vars(args, &chosen, &config_name, &mut vars)?;
     let dps = dps_identity(args, &chosen, &mut vars)?;
     if credentials.is_some() && chosen.device_id.is_none() && dps.is_none() {
         return Err(usage(
@@ -79,8 +79,15 @@ pub(crate) fn gather(
     })
 }
 
-/// The hub, device id, parent, gateway and a module's edgeHub, each checked, into `vars`.
-fn named_vars(args: &CheckArgs, chosen: &Resolved, vars: &mut Vars) -> Result<(), AppError> {
+/// The hub, device id, parent, gateway and a module's edgeHub, each checked, into `vars`
+/// (the parent from the configuration too: the catalog's `parent` family, the registries'
+/// `$upstream` and the report's context all read `parent_hostname` there).
+fn named_vars(
+    args: &CheckArgs,
+    chosen: &Resolved,
+    config_name: &str,
+    vars: &mut Vars,
+) -> Result<(), AppError> {
     if let Some(gw) = &chosen.edgehub {
         vars.insert("edgehub_hostname".into(), gw.value.clone());
     }
@@ -113,8 +120,13 @@ fn named_vars(args: &CheckArgs, chosen: &Resolved, vars: &mut Vars) -> Result<()
     ] {
         if let Some(v) = value {
             if !is_host_name(&v.value) {
+                // A configured value is named after the file and key it came from.
+                let from = match v.from {
+                    Origin::Config(_) => v.from.describe(config_name),
+                    _ => flag.to_owned(),
+                };
                 return Err(usage(format!(
-                    "{flag} {:?} is not a host name",
+                    "{from} {:?} is not a host name",
                     cut(&v.value)
                 )));
             }

@@ -192,10 +192,7 @@ pub(crate) fn resolve(s: &Sources) -> Resolved {
         device_id,
         credentials,
         edgehub: first_of([(Origin::Module, s.module.and_then(|m| m.gateway.clone()))]),
-        parent: first_of([(
-            Origin::Flag("--parent-hostname"),
-            s.args.parent_hostname.clone(),
-        )]),
+        parent: parent(s),
         gateway: gateway(s),
         trust_bundle: trust_bundle(s),
         roots: roots(s),
@@ -206,19 +203,50 @@ pub(crate) fn resolve(s: &Sources) -> Resolved {
     }
 }
 
-/// Flags override the file: the configured identity (hub, device id and credentials
-/// together) counts only when no flag names any of them. `--x509-cert` does not count:
-/// its certificate goes with the configured hub and device id.
-fn configured_identity(s: &Sources) -> Option<(String, String, Credentials)> {
+/// Flags override the file: the configured device is the one checked only when neither a
+/// module identity nor a flag names a device (a hub, a device id, a connection string or a
+/// key). `--x509-cert` does not count: its certificate goes with the configured hub and
+/// device id.
+fn configured_device_in_use(s: &Sources) -> bool {
     let named = s.module.is_some()
         || s.args.iothub_hostname.is_some()
         || s.args.device_id.is_some()
         || s.connection_string.is_some()
         || s.sas_key.is_some();
-    if named {
+    !named
+}
+
+/// The configured identity (hub, device id and credentials together), when the configured
+/// device is the one in use.
+fn configured_identity(s: &Sources) -> Option<(String, String, Credentials)> {
+    if !configured_device_in_use(s) {
         return None;
     }
     s.config.and_then(EdgeConfig::device_credentials)
+}
+
+/// `--parent-hostname`, else the configuration's `parent_hostname`.
+///
+/// The file's parent is the parent of the device the file describes, so it is gated exactly
+/// as the file's hub, device id and credentials are ([`configured_device_in_use`]): once a
+/// flag or a module names another device, that device's parent is not the file's, and
+/// sending its credentials to the file's parent would be wrong (PRODUCT.md: credentials go
+/// only to the service they belong to; a module talks to its own edgeHub). It is not gated
+/// on [`configured_identity`] being present, though: a DPS device's file names no hub yet
+/// its identity is still the file's, and its parent still the one it reaches.
+fn parent(s: &Sources) -> Option<Sourced<String>> {
+    first_of([
+        (
+            Origin::Flag("--parent-hostname"),
+            s.args.parent_hostname.clone(),
+        ),
+        (
+            Origin::Config("parent_hostname"),
+            s.config
+                .filter(|_| configured_device_in_use(s))
+                .and_then(|c| c.parent_hostname.clone()),
+        ),
+    ])
 }
 
 fn hub(s: &Sources) -> Option<Sourced<String>> {

@@ -34,8 +34,10 @@ identity_cert = "file:///config/device.pem"
 identity_pk = "file:///config/device.key.pem"
 "#;
 
-/// A DPS device with a symmetric key.
+/// A nested DPS device with a symmetric key.
 const DPS: &str = r#"
+parent_hostname = "config-dps-parent.example"
+
 [provisioning]
 source = "dps"
 global_endpoint = "https://config-dps.example/"
@@ -186,6 +188,7 @@ const CONFIG_HUB: Origin = Origin::Config("provisioning.iothub_hostname");
 const CONFIG_DEVICE: Origin = Origin::Config("provisioning.device_id");
 const CONFIG_AUTH: Origin = Origin::Config("provisioning.authentication");
 const CONFIG_PROXY: Origin = Origin::Config("agent.env.https_proxy");
+const CONFIG_PARENT: Origin = Origin::Config("parent_hostname");
 
 /// One row per rule, from what `gather()` did before the rules were data, and PRODUCT.md:
 /// (rule, the sources given, the value looked at, its winner and where it came from).
@@ -276,11 +279,36 @@ const RULES: &[Row] = &[
     ("the connection string's GatewayHostName fills --gateway-hostname only when absent",
         |g| g.connection_string = Some(CS),
         gateway, Some(("cs-gateway.example", Origin::ConnectionString("GatewayHostName")))),
-    ("--parent-hostname names the parent",
+    ("--parent-hostname beats the configuration's parent_hostname",
         |g| { g.args.parent_hostname = s("flag-parent.example"); g.config = Some(MANUAL); },
         parent, Some(("flag-parent.example", Origin::Flag("--parent-hostname")))),
-    ("the configuration's parent_hostname is not read",
+    ("--parent-hostname names the parent whatever names the device",
+        |g| { g.args.parent_hostname = s("flag-parent.example"); g.connection_string = Some(CS); },
+        parent, Some(("flag-parent.example", Origin::Flag("--parent-hostname")))),
+    ("the configuration names the parent when no flag names a device",
         |g| g.config = Some(MANUAL),
+        parent, Some(("config-parent.example", CONFIG_PARENT))),
+    ("--x509-cert keeps the configured parent, as it keeps the configured hub",
+        |g| {
+            g.args.x509_cert = Some("/flag/cert.pem".into());
+            g.args.x509_key = Some("/flag/key.pem".into());
+            g.config = Some(MANUAL);
+        },
+        parent, Some(("config-parent.example", CONFIG_PARENT))),
+    ("a DPS device's file names its parent too (no configured hub needed)",
+        |g| g.config = Some(DPS),
+        parent, Some(("config-dps-parent.example", CONFIG_PARENT))),
+    ("--device-id keeps the configured parent out, as it keeps the configured identity",
+        |g| { g.args.device_id = s("flag-device"); g.config = Some(MANUAL); },
+        parent, None),
+    ("--sas-key (or EDGEPROBE_SAS_KEY) keeps the configured parent out",
+        |g| { g.args.sas_key = s("ZmxhZy1rZXk="); g.config = Some(MANUAL); },
+        parent, None),
+    ("a connection string's device is not the file's: no configured parent",
+        |g| { g.connection_string = Some(CS); g.config = Some(MANUAL); },
+        parent, None),
+    ("a module talks to its own edgeHub, not the file's parent",
+        |g| { g.module = true; g.config = Some(MANUAL); },
         parent, None),
     ("a module's edgeHub is its IOTEDGE_GATEWAYHOSTNAME",
         |g| g.module = true,
