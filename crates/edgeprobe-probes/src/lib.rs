@@ -20,7 +20,7 @@ pub mod judge;
 /// MQTT 3.1.1 CONNECT/CONNACK with rumqttc's codec.
 pub mod mqtt;
 /// The layers to an endpoint: dns → tcp → [proxy CONNECT] → tls.
-mod path;
+pub mod path;
 /// The per-protocol layer composition and the runner's `Probe` implementation.
 pub mod prober;
 /// Service profiles: what the device presents to each service, and what its answer means.

@@ -1,13 +1,19 @@
 //! The path to one endpoint: dns → tcp → [proxy CONNECT] → tls, the layers every probe
 //! walks before its protocol. The prober walks it once per check; the registry walk once
 //! more for each further host it is sent to (a token service, a blob's data endpoint).
+//!
+//! A [`Connector`] in the settings replaces dns → tcp with an in-process stream: the fast
+//! tier tests the layers above TCP (TLS, WebSocket, the protocols and their judgement)
+//! against the simulated services over `tokio::io::duplex`, without sockets or root.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use edgeprobe_core::catalog::{CheckDef, IpFamily};
 use edgeprobe_core::recorder::PhaseRecorder;
-use edgeprobe_core::Reason;
+use edgeprobe_core::{PhaseName, PhaseStatus, Reason};
+use futures_util::future::BoxFuture;
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::dns::Failure;
@@ -15,6 +21,12 @@ use crate::proxy::{self, ProxyConfig};
 use crate::settings::ProbeSettings;
 use crate::tls::{self, TlsFacts, TlsSettings};
 use crate::{tcp, BoxIo};
+
+/// Where streams come from in place of dns → tcp (an in-process server, in tests).
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// A stream to whatever answers for `host:port`.
+    fn connect(&self, host: &str, port: u16) -> BoxFuture<'static, std::io::Result<BoxIo>>;
+}
 
 /// One endpoint of one check, with the check's rules and the run's deadline.
 pub(crate) struct Path<'a> {
@@ -53,6 +65,7 @@ impl Path<'_> {
     /// Reaches the target: directly, or through a CONNECT tunnel.
     pub(crate) async fn transport(&self, use_proxy: bool) -> Result<BoxIo, Failure> {
         match self.proxy().filter(|_| use_proxy) {
+            None if self.s.connector.is_some() => self.connect_in_process().await,
             None => {
                 let addrs = self
                     .s
@@ -93,6 +106,32 @@ impl Path<'_> {
                 .await
             }
         }
+    }
+
+    /// A stream from the settings' [`Connector`], timed as the TCP phase.
+    async fn connect_in_process(&self) -> Result<BoxIo, Failure> {
+        let connector = self
+            .s
+            .connector
+            .as_ref()
+            .ok_or((Reason::TcpUnreachable, "no in-process connector".to_owned()))?;
+        self.rec.start(PhaseName::Tcp);
+        let connected =
+            tokio::time::timeout_at(self.deadline, connector.connect(self.host, self.port)).await;
+        let (reason, why) = match connected {
+            Ok(Ok(io)) => {
+                self.rec
+                    .end(PhaseStatus::Ok, vec![("in_process".into(), json!(true))]);
+                return Ok(io);
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                (Reason::TcpRefused, e.to_string())
+            }
+            Ok(Err(e)) => (Reason::TcpUnreachable, e.to_string()),
+            Err(_) => (Reason::TcpTimeout, "timed out".to_owned()),
+        };
+        self.rec.end(PhaseStatus::Fail, Vec::new());
+        Err((reason, format!("{}:{}: {why}", self.host, self.port)))
     }
 
     /// The transport, then a verified TLS handshake; what TLS saw goes into `facts`.

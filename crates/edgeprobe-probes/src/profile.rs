@@ -458,6 +458,7 @@ mod tests {
             no_auth: false,
             registries: Vec::new(),
             credential_hosts: vec![HUB.into(), DPS.into()],
+            connector: None,
         }
     }
 

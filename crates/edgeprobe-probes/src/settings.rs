@@ -36,6 +36,9 @@ pub struct ProbeSettings {
     /// parent, gateway or edgeHub). Credentials — a token, a client certificate — go to
     /// these only: a check of any other host, whatever its catalog entry says, presents none.
     pub credential_hosts: Vec<String>,
+    /// Streams from an in-process server instead of dns → tcp (the fast test tier);
+    /// `None` on every real run.
+    pub connector: Option<Arc<dyn crate::path::Connector>>,
 }
 
 impl ProbeSettings {

@@ -214,6 +214,7 @@ pub async fn check_with_facts(
             .iter()
             .filter_map(|v| inputs.vars.get(*v).cloned())
             .collect(),
+            connector: None,
         }))
     };
 
