@@ -1,6 +1,7 @@
-//! One HTTP/1.1 exchange over an established stream, with hyper. The probes use it for
-//! IoT Hub's unauthenticated request (whose 401 and `iothub-errorcode` header prove the
-//! service), for generic HTTPS endpoints, and to keep the `Date` header for the clock check.
+//! HTTP/1.1 over an established stream, with hyper. The probes use it for IoT Hub's
+//! unauthenticated request (whose 401 and `iothub-errorcode` header prove the service), for
+//! generic HTTPS endpoints, and to keep the `Date` header for the clock check; the registry
+//! walk keeps an [`HttpConnection`] alive for its further requests to the same host.
 
 use std::time::SystemTime;
 
@@ -76,18 +77,79 @@ pub struct HttpRequest {
     pub body: Option<String>,
 }
 
-/// Sends one request and reads the answer.
+/// Sends one request on `stream` and reads the answer.
 pub async fn exchange(
     stream: BoxIo,
     req: &HttpRequest,
     deadline: Instant,
 ) -> Result<HttpAnswer, Failure> {
-    let run = async {
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-                .await
-                .map_err(|e| (Reason::ProtocolError, format!("HTTP handshake failed: {e}")))?;
-        let conn_task = tokio::spawn(conn);
+    let mut conn = HttpConnection::open(stream, deadline).await?;
+    conn.send(req, deadline).await
+}
+
+/// An HTTP/1.1 connection that further requests may reuse (keep-alive), until an answer's
+/// body is cut short or the peer closes it.
+pub struct HttpConnection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+    /// An answer's body was left unread: the connection cannot carry another request.
+    spent: bool,
+}
+
+impl std::fmt::Debug for HttpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConnection")
+            .field("spent", &self.spent)
+            .finish()
+    }
+}
+
+impl Drop for HttpConnection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HttpConnection {
+    /// HTTP/1.1 on `stream` (nothing is sent until the first request).
+    pub async fn open(stream: BoxIo, deadline: Instant) -> Result<Self, Failure> {
+        let handshake =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream));
+        let (sender, conn) = match tokio::time::timeout_at(deadline, handshake).await {
+            Ok(r) => {
+                r.map_err(|e| (Reason::ProtocolError, format!("HTTP handshake failed: {e}")))?
+            }
+            Err(_) => {
+                return Err((
+                    Reason::ProtocolTimeout,
+                    "the HTTP connection could not be set up in time".into(),
+                ))
+            }
+        };
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(HttpConnection {
+            sender,
+            task,
+            spent: false,
+        })
+    }
+
+    /// Whether another request can go on this connection now: the last answer was read to
+    /// its end and the peer has not closed.
+    pub fn reusable(&mut self) -> bool {
+        use futures_util::FutureExt as _;
+        !self.spent && matches!(self.sender.ready().now_or_never(), Some(Ok(())))
+    }
+
+    /// Sends `req` and reads the answer: the status and headers by the deadline, the body
+    /// until it ends, [`BODY_LIMIT`], [`BODY_WAIT`] or the deadline.
+    pub async fn send(
+        &mut self,
+        req: &HttpRequest,
+        deadline: Instant,
+    ) -> Result<HttpAnswer, Failure> {
         let mut builder = Request::builder()
             .method(req.method.clone())
             .uri(req.path_and_query.as_str())
@@ -106,63 +168,70 @@ pub async fn exchange(
                 format!("cannot build the request: {e}"),
             )
         })?;
-        let response = sender.send_request(request).await.map_err(|e| {
-            let msg = e.to_string();
-            if e.is_parse() {
-                (
-                    Reason::WrongService,
-                    format!("the peer does not speak HTTP: {msg}"),
-                )
-            } else if e.is_incomplete_message() || e.is_closed() {
-                (
-                    Reason::ProtocolError,
-                    format!("the peer closed the connection without an HTTP answer: {msg}"),
-                )
-            } else {
-                (
-                    Reason::ProtocolError,
-                    format!("HTTP exchange failed: {msg}"),
-                )
-            }
-        })?;
-        Ok((response, SystemTime::now(), conn_task))
-    };
-    let (response, received_at, conn_task) = match tokio::time::timeout_at(deadline, run).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err((
-                Reason::ProtocolTimeout,
-                "the HTTP request was sent but no answer came back in time".into(),
-            ))
-        }
-    };
-    // The status and headers decide; the body only adds detail. A body that trickles or
-    // never ends (an endless chunked stream) is cut at BODY_WAIT or the deadline, and the
-    // answer stands with what arrived.
-    let (parts, body) = response.into_parts();
-    let body = read_body(body, deadline.min(Instant::now() + BODY_WAIT)).await;
-    conn_task.abort();
-    let date = parts
-        .headers
-        .get(http::header::DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| httpdate::parse_http_date(s).ok());
-    Ok(HttpAnswer {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        date,
-        received_at,
-    })
+        self.spent = true;
+        let response =
+            match tokio::time::timeout_at(deadline, self.sender.send_request(request)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    let msg = e.to_string();
+                    return Err(if e.is_parse() {
+                        (
+                            Reason::WrongService,
+                            format!("the peer does not speak HTTP: {msg}"),
+                        )
+                    } else if e.is_incomplete_message() || e.is_closed() {
+                        (
+                            Reason::ProtocolError,
+                            format!("the peer closed the connection without an HTTP answer: {msg}"),
+                        )
+                    } else {
+                        (
+                            Reason::ProtocolError,
+                            format!("HTTP exchange failed: {msg}"),
+                        )
+                    });
+                }
+                Err(_) => {
+                    return Err((
+                        Reason::ProtocolTimeout,
+                        "the HTTP request was sent but no answer came back in time".into(),
+                    ))
+                }
+            };
+        let received_at = SystemTime::now();
+        // The status and headers decide; the body only adds detail. A body that trickles or
+        // never ends (an endless chunked stream) is cut at BODY_WAIT or the deadline, and the
+        // answer stands with what arrived.
+        let (parts, body) = response.into_parts();
+        let (body, ended) = read_body(body, deadline.min(Instant::now() + BODY_WAIT)).await;
+        self.spent = !ended;
+        let date = parts
+            .headers
+            .get(http::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| httpdate::parse_http_date(s).ok());
+        Ok(HttpAnswer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            date,
+            received_at,
+        })
+    }
 }
 
 /// How long the body may take once the headers are in.
 const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Reads up to [`BODY_LIMIT`] bytes of a body until it ends or `until`, whichever is first.
-async fn read_body(mut body: hyper::body::Incoming, until: Instant) -> Vec<u8> {
+/// Reads up to [`BODY_LIMIT`] bytes of a body until it ends or `until`, whichever is first;
+/// and whether it ended (all of it read, so the connection can carry another request).
+async fn read_body(mut body: hyper::body::Incoming, until: Instant) -> (Vec<u8>, bool) {
+    use hyper::body::Body as _;
     let mut out = Vec::new();
     while out.len() < BODY_LIMIT {
+        if body.is_end_stream() {
+            return (out, true);
+        }
         match tokio::time::timeout_at(until, body.frame()).await {
             Ok(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -170,11 +239,13 @@ async fn read_body(mut body: hyper::body::Incoming, until: Instant) -> Vec<u8> {
                     out.extend_from_slice(&data[..data.len().min(room)]);
                 }
             }
-            // The end, an error mid-body, or time's up: keep what arrived.
-            _ => break,
+            Ok(None) => return (out, true),
+            // An error mid-body, or time's up: keep what arrived.
+            _ => return (out, false),
         }
     }
-    out
+    let ended = body.is_end_stream();
+    (out, ended)
 }
 
 /// An empty body, for CONNECT.

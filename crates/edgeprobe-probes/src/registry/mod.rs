@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use crate::dns::Failure;
 use crate::fix::fix_for;
-use crate::https::{self, HttpRequest};
+use crate::https::{HttpConnection, HttpRequest};
 use crate::path::Path;
 use crate::BoxIo;
 
@@ -61,6 +61,7 @@ pub(crate) async fn probe(ctx: &Path<'_>, io: BoxIo) -> Result<Outcome, Failure>
         access,
         requests: Vec::new(),
         scrub: Vec::new(),
+        kept: Vec::new(),
     };
     walk.run(io).await
 }
@@ -72,6 +73,9 @@ struct Walk<'a> {
     requests: Vec<Value>,
     /// Tokens and Basic headers to scrub from anything a peer says.
     scrub: Vec<Secret>,
+    /// Connections kept alive per `host:port` for the next request there: `/v2/`'s for
+    /// the manifests (and a token service on the same host), one per other host.
+    kept: Vec<(String, u16, HttpConnection)>,
 }
 
 /// How the walk ended after the Registry API was proven.
@@ -124,13 +128,15 @@ impl Walk<'_> {
         };
         ctx.rec.start(PhaseName::Protocol);
         ctx.rec.note("request", "GET /v2/");
-        let answer = match https::exchange(io, &req, ctx.deadline).await {
+        let mut conn = HttpConnection::open(io, ctx.deadline).await?;
+        let answer = match conn.send(&req, ctx.deadline).await {
             Ok(a) => a,
             Err(f) => {
                 ctx.rec.end(PhaseStatus::Fail, Vec::new());
                 return Err(f);
             }
         };
+        self.kept.push((ctx.host.to_owned(), ctx.port, conn));
         let mut detail = api_detail(&answer);
         let challenge = answer.header("www-authenticate").and_then(Challenge::parse);
         let api = match (answer.status, &challenge) {

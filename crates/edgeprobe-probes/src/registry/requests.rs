@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::names::{host_port, registry_error, Challenge, Url};
 use super::{Stop, Walk, MANIFEST_ACCEPT};
 use crate::dns::Failure;
-use crate::https::{self, HttpAnswer, HttpRequest};
+use crate::https::{HttpAnswer, HttpConnection, HttpRequest};
 use crate::path::Path;
 
 impl Walk<'_> {
@@ -195,25 +195,43 @@ impl Walk<'_> {
                 host_port(host, port, 443)
             )),
         );
-        let opened = Path {
-            host,
-            port,
-            rec: &rec,
-            ..*ctx
-        }
-        .open_tls()
-        .await;
+        let req = HttpRequest {
+            method,
+            host: host_port(host, port, 443),
+            path_and_query: path.to_owned(),
+            headers,
+            body: None,
+        };
+        // The connection kept from the last request to this host, if it can carry another
+        // (its answer was read to the end): no new TCP, proxy or TLS handshake.
+        let kept = self
+            .kept
+            .iter()
+            .position(|(h, p, _)| h.eq_ignore_ascii_case(host) && *p == port)
+            .map(|i| self.kept.swap_remove(i).2)
+            .and_then(|mut c| c.reusable().then_some(c));
+        let opened = match kept {
+            Some(conn) => {
+                entry.insert("reused".into(), json!(true));
+                Ok(conn)
+            }
+            None => match (Path {
+                host,
+                port,
+                rec: &rec,
+                ..*ctx
+            })
+            .open_tls()
+            .await
+            {
+                Ok(io) => HttpConnection::open(io, ctx.deadline).await,
+                Err(f) => Err(f),
+            },
+        };
         let result = match opened {
-            Ok(io) => {
-                let req = HttpRequest {
-                    method,
-                    host: host_port(host, port, 443),
-                    path_and_query: path.to_owned(),
-                    headers,
-                    body: None,
-                };
+            Ok(mut conn) => {
                 rec.start(PhaseName::Protocol);
-                let r = https::exchange(io, &req, ctx.deadline).await;
+                let r = conn.send(&req, ctx.deadline).await;
                 rec.end(
                     if r.is_ok() {
                         PhaseStatus::Ok
@@ -222,6 +240,9 @@ impl Walk<'_> {
                     },
                     Vec::new(),
                 );
+                if r.is_ok() {
+                    self.kept.push((host.to_owned(), port, conn));
+                }
                 r
             }
             Err(f) => Err(f),
