@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 /// A layer failure: the reason code and a message for people.
-pub type Failure = (Reason, String);
+use crate::Failure;
 
 /// Address overrides from the command line.
 #[derive(Clone, Debug, Default)]

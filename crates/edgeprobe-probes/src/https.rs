@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use crate::dns::Failure;
+use crate::Failure;
 use crate::{sniff, BoxIo};
 
 /// How much of a response body we read: enough for an error JSON or a page title.

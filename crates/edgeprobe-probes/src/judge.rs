@@ -7,9 +7,9 @@ use rumqttc::mqttbytes::v4::ConnectReturnCode;
 use serde_json::json;
 
 use crate::amqp::{AmqpErrorKind, AmqpTrace, StepOk};
-use crate::dns::Failure;
 use crate::fix::fix_for;
 use crate::mqtt;
+use crate::Failure;
 
 /// Where an answer came from: the service's name for people, its kind, and its address
 /// (for the fix).

@@ -51,6 +51,9 @@ pub trait Io:
 }
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug> Io for T {}
 
+/// Why a layer failed: the reason code, and one line for people. Every layer returns it.
+pub type Failure = (edgeprobe_core::Reason, String);
+
 /// A boxed stream, so layers compose without naming each other's types.
 pub type BoxIo = Box<dyn Io>;
 

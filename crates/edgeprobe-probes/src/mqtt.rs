@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::dns::Failure;
+use crate::Failure;
 use crate::{sniff, Io};
 
 /// Largest packet we accept from a peer: a CONNACK is 4 bytes.

@@ -16,10 +16,10 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::dns::Failure;
 use crate::proxy::{self, ProxyConfig};
 use crate::settings::ProbeSettings;
 use crate::tls::{self, TlsFacts, TlsSettings};
+use crate::Failure;
 use crate::{tcp, BoxIo};
 
 /// Where streams come from in place of dns → tcp (an in-process server, in tests).

@@ -16,9 +16,9 @@ use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
 use tokio::time::Instant;
 
-use crate::dns::Failure;
 use crate::tls::{self, TlsFacts, TlsSettings};
 use crate::BoxIo;
+use crate::Failure;
 
 /// An HTTP proxy from `--proxy`, the IoT Edge config or `HTTPS_PROXY`.
 #[derive(Clone, PartialEq, Eq)]

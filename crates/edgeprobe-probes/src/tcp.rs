@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::dns::Failure;
+use crate::Failure;
 
 /// Delay before the next address is tried while earlier attempts are still pending.
 pub const STAGGER: Duration = Duration::from_millis(250);

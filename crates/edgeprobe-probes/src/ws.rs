@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::dns::Failure;
 use crate::BoxIo;
+use crate::Failure;
 
 /// IoT Hub's (and edgeHub's, and DPS's) WebSocket path.
 pub const PATH: &str = "/$iothub/websocket";

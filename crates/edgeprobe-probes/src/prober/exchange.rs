@@ -6,9 +6,9 @@ use edgeprobe_core::{Outcome, PhaseName, PhaseStatus, Reason, Status};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::dns::Failure;
 use crate::path::Path;
 use crate::BoxIo;
+use crate::Failure;
 
 /// The tcp and tls probe kinds: the connection is the answer, unless the check sends
 /// something or expects what the server says first.

@@ -31,12 +31,12 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::dns::Failure;
 use crate::fix::fix_for;
 use crate::https::{self, HttpAnswer};
 use crate::path::Path;
 use crate::profile::Profile;
 use crate::tls::TlsFacts;
+use crate::Failure;
 use crate::{amqp, judge, mqtt, registry, ws, BoxIo};
 
 pub use crate::settings::{ProbeSettings, ANONYMOUS_DEVICE};

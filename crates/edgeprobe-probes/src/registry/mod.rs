@@ -21,11 +21,11 @@ use edgeprobe_iotedge::secret::{Scrubber, Secret};
 use http::Method;
 use serde_json::{json, Value};
 
-use crate::dns::Failure;
 use crate::fix::fix_for;
 use crate::https::{HttpConnection, HttpRequest};
 use crate::path::Path;
 use crate::BoxIo;
+use crate::Failure;
 
 mod names;
 mod requests;

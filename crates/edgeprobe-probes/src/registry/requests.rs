@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use super::names::{host_port, registry_error, Challenge, Url};
 use super::{Stop, Walk, MANIFEST_ACCEPT};
-use crate::dns::Failure;
 use crate::https::{HttpAnswer, HttpConnection, HttpRequest};
 use crate::path::Path;
+use crate::Failure;
 
 impl Walk<'_> {
     pub(super) fn stopped(&self, stop: Stop) -> Outcome {

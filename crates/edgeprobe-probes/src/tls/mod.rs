@@ -27,10 +27,10 @@ use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::dns::Failure;
 use crate::sniff;
 use crate::tap::Tap;
 use crate::BoxIo;
+use crate::Failure;
 
 mod roots;
 
