@@ -119,6 +119,16 @@ impl<'a> Profile<'a> {
         }
     }
 
+    /// Who the device says it is here: the MQTT client id and the AMQP container id.
+    fn client_id(&self) -> String {
+        match self {
+            Profile::Dps { dps, .. } => dps.map(|d| d.registration_id.clone()),
+            Profile::Hub { identity, .. } => identity.map(|i| i.client_id()),
+            Profile::Other { .. } => None,
+        }
+        .unwrap_or_else(|| ANONYMOUS_DEVICE.into())
+    }
+
     /// The service at `host:port`, for the judgements.
     pub(crate) fn service<'h>(&self, host: &'h str, port: u16) -> Service<'h> {
         Service {
@@ -137,9 +147,7 @@ impl<'a> Profile<'a> {
                 Offer {
                     presenting: password.is_some(),
                     params: mqtt::MqttParams {
-                        client_id: dps
-                            .map(|d| d.registration_id.clone())
-                            .unwrap_or_else(|| ANONYMOUS_DEVICE.into()),
+                        client_id: self.client_id(),
                         username: dps.map(|d| d.mqtt_username()),
                         password,
                     },
@@ -156,9 +164,7 @@ impl<'a> Profile<'a> {
                 Offer {
                     presenting: password.is_some() || *x509,
                     params: mqtt::MqttParams {
-                        client_id: identity
-                            .map(|i| i.client_id())
-                            .unwrap_or_else(|| ANONYMOUS_DEVICE.into()),
+                        client_id: self.client_id(),
                         username: Some(identity.map(|i| i.mqtt_username()).unwrap_or_else(|| {
                             format!("{host}/{ANONYMOUS_DEVICE}/?api-version={IOTHUB_API_VERSION}")
                         })),
@@ -170,7 +176,7 @@ impl<'a> Profile<'a> {
             Profile::Other { .. } => Offer {
                 presenting: false,
                 params: mqtt::MqttParams {
-                    client_id: ANONYMOUS_DEVICE.into(),
+                    client_id: self.client_id(),
                     username: Some(format!(
                         "{host}/{ANONYMOUS_DEVICE}/?api-version={IOTHUB_API_VERSION}"
                     )),
@@ -201,9 +207,7 @@ impl<'a> Profile<'a> {
                     presenting: matches!(sasl, amqp::AmqpSasl::Plain { .. }),
                     params: amqp::AmqpParams {
                         hostname: host.to_owned(),
-                        container_id: dps
-                            .map(|d| d.registration_id.clone())
-                            .unwrap_or_else(|| ANONYMOUS_DEVICE.into()),
+                        container_id: self.client_id(),
                         sasl,
                         cbs: None,
                         link_address: None,
@@ -233,9 +237,7 @@ impl<'a> Profile<'a> {
                     presenting,
                     params: amqp::AmqpParams {
                         hostname: host.to_owned(),
-                        container_id: identity
-                            .map(|i| i.client_id())
-                            .unwrap_or_else(|| ANONYMOUS_DEVICE.into()),
+                        container_id: self.client_id(),
                         sasl: amqp::AmqpSasl::Anonymous,
                         cbs,
                         link_address: identity.filter(|_| presenting).map(|i| i.events_address()),
@@ -247,7 +249,7 @@ impl<'a> Profile<'a> {
                 presenting: false,
                 params: amqp::AmqpParams {
                     hostname: host.to_owned(),
-                    container_id: ANONYMOUS_DEVICE.into(),
+                    container_id: self.client_id(),
                     sasl: amqp::AmqpSasl::Anonymous,
                     cbs: None,
                     link_address: None,
