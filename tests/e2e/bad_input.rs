@@ -431,6 +431,33 @@ async fn strict_inputs_exit_2_with_one_short_line() {
             strings(&[&base[..], &["--device-id", &long]].concat()),
             "--device-id: the device id is longer than 128 characters".into(),
         ),
+        // A bad value is named after where it came from, not after a flag not given.
+        (
+            strings(&[
+                "check",
+                "--connection-string",
+                "HostName=bad host;DeviceId=d;SharedAccessKey=YWJjZA==",
+            ]),
+            "--connection-string: HostName \"bad host\" is not a host name".into(),
+        ),
+        (
+            strings(&[
+                "check",
+                "--connection-string",
+                "HostName=h.example;DeviceId=dev ice;SharedAccessKey=YWJjZA==",
+            ]),
+            "--connection-string: DeviceId: the device id holds spaces".into(),
+        ),
+        (
+            strings(
+                &[
+                    &base[..],
+                    &["--id-scope", "bad scope", "--registration-id", "r"],
+                ]
+                .concat(),
+            ),
+            "--id-scope \"bad scope\" is not a usable name".into(),
+        ),
         (
             strings(&[&base[..], &["--device-id", "dev\nice"]].concat()),
             "--device-id: the device id holds spaces, control characters".into(),

@@ -12,7 +12,7 @@ use edgeprobe_probes::dns::Overrides;
 use edgeprobe_probes::proxy::ProxyConfig;
 use edgeprobe_probes::tls;
 
-use super::precedence::{self, DpsKey, Environment, Origin, Resolved, Sources};
+use super::precedence::{self, DpsKey, Environment, Resolved, Sources};
 use super::{cut, device_id_problem, is_host_name, trust, usage, user_vars, Inputs};
 use crate::cli::CheckArgs;
 use crate::workload::ModuleIdentity;
@@ -41,12 +41,13 @@ pub(crate) fn gather(
     let (credentials, tls) = trust::credentials(chosen.credentials.as_ref(), tls, &config_name)?;
     let overrides = overrides(args)?;
 
-    named_vars(args, &chosen, &config_name, &mut vars)?;
-    let dps = dps_identity(args, &chosen, &mut vars)?;
-    if credentials.is_some() && chosen.device_id.is_none() && dps.is_none() {
-        return Err(usage(
-            "--sas-key needs --device-id (or use --connection-string)",
-        ));
+    named_vars(&chosen, &config_name, &mut vars)?;
+    let dps = dps_identity(args, &chosen, &config_name, &mut vars)?;
+    if let (Some(c), None, None) = (&chosen.credentials, &chosen.device_id, &dps) {
+        return Err(usage(format!(
+            "{} needs --device-id (or use --connection-string)",
+            c.from.describe(&config_name)
+        )));
     }
     let identity = match (&chosen.hub, &chosen.device_id) {
         (Some(h), Some(d)) => Some(DeviceIdentity {
@@ -82,19 +83,17 @@ pub(crate) fn gather(
 /// The hub, device id, parent, gateway and a module's edgeHub, each checked, into `vars`
 /// (the parent from the configuration too: the catalog's `parent` family, the registries'
 /// `$upstream` and the report's context all read `parent_hostname` there).
-fn named_vars(
-    args: &CheckArgs,
-    chosen: &Resolved,
-    config_name: &str,
-    vars: &mut Vars,
-) -> Result<(), AppError> {
+fn named_vars(chosen: &Resolved, config_name: &str, vars: &mut Vars) -> Result<(), AppError> {
     if let Some(gw) = &chosen.edgehub {
         vars.insert("edgehub_hostname".into(), gw.value.clone());
     }
+    // A bad value is named after where it came from: a flag, a connection string's part,
+    // the configuration's file and key, the module's identity.
     if let Some(h) = &chosen.hub {
         if !is_host_name(&h.value) {
             return Err(usage(format!(
-                "--iothub-hostname {:?} is not a host name",
+                "{} {:?} is not a host name",
+                h.from.describe(config_name),
                 cut(&h.value)
             )));
         }
@@ -102,31 +101,22 @@ fn named_vars(
     }
     if let Some(d) = &chosen.device_id {
         if let Some(problem) = device_id_problem(&d.value) {
-            // Named after the flags given, not after the winner (`d.from`).
-            let from = if args.device_id.is_some() {
-                "--device-id"
-            } else if args.connection_string.is_some() {
-                "--connection-string: DeviceId"
-            } else {
-                "device_id"
-            };
-            return Err(usage(format!("{from}: the device id {problem}")));
+            return Err(usage(format!(
+                "{}: the device id {problem}",
+                d.from.describe(config_name)
+            )));
         }
         vars.insert("device_id".into(), d.value.clone());
     }
-    for (var, flag, value) in [
-        ("parent_hostname", "--parent-hostname", &chosen.parent),
-        ("gateway_hostname", "--gateway-hostname", &chosen.gateway),
+    for (var, value) in [
+        ("parent_hostname", &chosen.parent),
+        ("gateway_hostname", &chosen.gateway),
     ] {
         if let Some(v) = value {
             if !is_host_name(&v.value) {
-                // A configured value is named after the file and key it came from.
-                let from = match v.from {
-                    Origin::Config(_) => v.from.describe(config_name),
-                    _ => flag.to_owned(),
-                };
                 return Err(usage(format!(
-                    "{from} {:?} is not a host name",
+                    "{} {:?} is not a host name",
+                    v.from.describe(config_name),
                     cut(&v.value)
                 )));
             }
@@ -141,6 +131,7 @@ fn named_vars(
 fn dps_identity(
     args: &CheckArgs,
     chosen: &Resolved,
+    config_name: &str,
     vars: &mut Vars,
 ) -> Result<Option<DpsIdentity>, AppError> {
     let Some(dps) = &chosen.dps else {
@@ -158,12 +149,17 @@ fn dps_identity(
         .trim_start_matches("https://")
         .trim_end_matches('/')
         .to_owned();
-    if !is_host_name(&endpoint) || !is_host_name(scope) {
-        return Err(usage(format!(
-            "--dps-endpoint {:?} / --id-scope {:?}: not usable names",
-            cut(&endpoint),
-            cut(scope)
-        )));
+    for (ok, value, from) in [
+        (is_host_name(&endpoint), &endpoint, dps.endpoint.from),
+        (is_host_name(scope), scope, dps.id_scope.from),
+    ] {
+        if !ok {
+            return Err(usage(format!(
+                "{} {:?} is not a usable name",
+                from.describe(config_name),
+                cut(value)
+            )));
+        }
     }
     vars.insert("dps_endpoint".into(), endpoint);
     vars.insert("id_scope".into(), scope.clone());
