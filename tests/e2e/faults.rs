@@ -490,6 +490,13 @@ async fn an_x509_device_authenticates_with_its_client_certificate() {
             "no CBS token with X.509: {:?}",
             amqp.phases
         );
+        if want_auth == "ok" {
+            assert!(
+                amqp.message.contains("certificate accepted"),
+                "{}",
+                amqp.message
+            );
+        }
         assert!(
             !r.stdout().contains("PRIVATE KEY"),
             "the private key never reaches the output"

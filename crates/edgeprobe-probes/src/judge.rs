@@ -102,6 +102,16 @@ pub fn iothub_https(s: Service<'_>, status: u16, errorcode: Option<&str>, who: &
     }
 }
 
+/// What the device showed an AMQP service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presented {
+    Nothing,
+    /// A SAS token: CBS put-token (IoT Hub, edgeHub) or SASL PLAIN (DPS).
+    Token,
+    /// Its X.509 certificate, in the TLS handshake: no token at all.
+    Certificate,
+}
+
 /// An AMQP handshake judged: the protocol phase and the auth phase to record (with what
 /// each saw), and the outcome, or the failure that ends the walk.
 #[derive(Debug)]
@@ -114,8 +124,9 @@ pub struct AmqpJudged {
 /// What an AMQP handshake proves. An `open` (or a SASL refusal: that is the real service
 /// refusing us) proves the path; with credentials presented, SASL PLAIN (DPS) or CBS
 /// put-token and the telemetry attach (IoT Hub, edgeHub) say whether the service took them.
-pub fn amqp(s: Service<'_>, presenting: bool, trace: &AmqpTrace) -> AmqpJudged {
+pub fn amqp(s: Service<'_>, presented: Presented, trace: &AmqpTrace) -> AmqpJudged {
     let title = s.title;
+    let presenting = presented != Presented::Nothing;
     let step_detail = |ok: &StepOk| -> Detail {
         ok.detail
             .iter()
@@ -186,10 +197,10 @@ pub fn amqp(s: Service<'_>, presenting: bool, trace: &AmqpTrace) -> AmqpJudged {
     };
     let (auth, o) = match &step.result {
         Ok(ok) => {
-            let what = if s.endpoint == Endpoint::Dps {
-                "SASL PLAIN accepted"
-            } else {
-                "token accepted, telemetry link attached"
+            let what = match (s.endpoint, presented) {
+                (Endpoint::Dps, _) => "SASL PLAIN accepted",
+                (_, Presented::Certificate) => "certificate accepted, telemetry link attached",
+                _ => "token accepted, telemetry link attached",
             };
             let o = Outcome::new(
                 Status::Pass,
@@ -363,9 +374,10 @@ mod tests {
             }),
         };
         use AmqpErrorKind::*;
+        use Presented::*;
         type Row = (
             Endpoint,
-            bool,
+            Presented,
             Result<(), AmqpErrorKind>,
             Option<Result<(), AmqpErrorKind>>,
             Result<(Status, Reason, AuthState), Reason>,
@@ -377,7 +389,7 @@ mod tests {
             // An open, no credentials: the path works, auth untested.
             (
                 Endpoint::Iothub,
-                false,
+                Nothing,
                 ok,
                 None,
                 Ok((Status::Pass, Reason::Ok, AuthState::Untested)),
@@ -387,7 +399,7 @@ mod tests {
             // SASL refused an anonymous login: that is the service; the path works.
             (
                 Endpoint::Iothub,
-                false,
+                Nothing,
                 Err(Unauthorized),
                 None,
                 Ok((Status::Pass, Reason::Ok, AuthState::Untested)),
@@ -397,7 +409,7 @@ mod tests {
             // SASL PLAIN refused (DPS): the credentials.
             (
                 Endpoint::Dps,
-                true,
+                Token,
                 Err(Unauthorized),
                 None,
                 Ok((Status::Fail, Reason::AuthRejected, AuthState::Rejected)),
@@ -407,7 +419,7 @@ mod tests {
             // Not AMQP at all, or silence: the walk fails at the protocol.
             (
                 Endpoint::Iothub,
-                true,
+                Token,
                 Err(NotAmqp),
                 None,
                 Err(Reason::WrongService),
@@ -416,7 +428,7 @@ mod tests {
             ),
             (
                 Endpoint::Iothub,
-                true,
+                Token,
                 Err(Timeout),
                 None,
                 Err(Reason::ProtocolTimeout),
@@ -425,7 +437,7 @@ mod tests {
             ),
             (
                 Endpoint::Iothub,
-                true,
+                Token,
                 Err(Closed),
                 None,
                 Err(Reason::ProtocolError),
@@ -435,16 +447,35 @@ mod tests {
             // CBS put-token and the telemetry attach.
             (
                 Endpoint::Iothub,
-                true,
+                Token,
                 ok,
                 Some(ok),
                 Ok((Status::Pass, Reason::Ok, AuthState::Ok)),
                 Some(PhaseStatus::Ok),
-                "telemetry link attached",
+                "token accepted, telemetry link attached",
+            ),
+            // X.509: no token, the attach alone says whether the certificate is taken.
+            (
+                Endpoint::Iothub,
+                Certificate,
+                ok,
+                Some(ok),
+                Ok((Status::Pass, Reason::Ok, AuthState::Ok)),
+                Some(PhaseStatus::Ok),
+                "certificate accepted, telemetry link attached",
+            ),
+            (
+                Endpoint::Iothub,
+                Certificate,
+                ok,
+                Some(Err(Unauthorized)),
+                Ok((Status::Fail, Reason::AuthRejected, AuthState::Rejected)),
+                Some(PhaseStatus::Fail),
+                "refused the credentials",
             ),
             (
                 Endpoint::Dps,
-                true,
+                Token,
                 ok,
                 Some(ok),
                 Ok((Status::Pass, Reason::Ok, AuthState::Ok)),
@@ -453,7 +484,7 @@ mod tests {
             ),
             (
                 Endpoint::Iothub,
-                true,
+                Token,
                 ok,
                 Some(Err(Unauthorized)),
                 Ok((Status::Fail, Reason::AuthRejected, AuthState::Rejected)),
@@ -462,7 +493,7 @@ mod tests {
             ),
             (
                 Endpoint::Iothub,
-                true,
+                Token,
                 ok,
                 Some(Err(Timeout)),
                 Ok((Status::Warn, Reason::ProtocolTimeout, AuthState::Untested)),
@@ -471,7 +502,7 @@ mod tests {
             ),
             (
                 Endpoint::Iothub,
-                true,
+                Token,
                 ok,
                 Some(Err(Other)),
                 Ok((Status::Warn, Reason::ProtocolError, AuthState::Untested)),
@@ -479,13 +510,13 @@ mod tests {
                 "did not complete",
             ),
         ];
-        for (endpoint, presenting, open, auth, want, auth_phase, words) in table {
+        for (endpoint, presented, open, auth, want, auth_phase, words) in table {
             let trace = AmqpTrace {
                 open: step(*open),
                 auth: auth.map(step),
             };
-            let j = amqp(service(*endpoint), *presenting, &trace);
-            let row = format!("{endpoint} {presenting} {open:?} {auth:?}");
+            let j = amqp(service(*endpoint), *presented, &trace);
+            let row = format!("{endpoint} {presented:?} {open:?} {auth:?}");
             assert_eq!(j.auth.as_ref().map(|(s, _)| *s), *auth_phase, "{row}");
             let opened = j.open.0 == PhaseStatus::Ok;
             match (&j.result, want) {

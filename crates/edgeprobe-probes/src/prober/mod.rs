@@ -276,11 +276,14 @@ impl Job<'_> {
         let offer = self.profile.amqp(p.host);
         p.rec.start(PhaseName::Protocol);
         let trace = amqp::handshake(io, &offer.params, p.deadline).await;
-        let j = judge::amqp(
-            self.profile.service(p.host, p.port),
-            offer.presenting,
-            &trace,
-        );
+        let token =
+            offer.params.cbs.is_some() || matches!(offer.params.sasl, amqp::AmqpSasl::Plain { .. });
+        let presented = match (offer.presenting, token) {
+            (false, _) => judge::Presented::Nothing,
+            (true, true) => judge::Presented::Token,
+            (true, false) => judge::Presented::Certificate,
+        };
+        let j = judge::amqp(self.profile.service(p.host, p.port), presented, &trace);
         let (status, detail) = j.open;
         let opened_at = p.rec.end_after(trace.open.duration, status, detail);
         if let (Some((status, detail)), Some(step)) = (j.auth, &trace.auth) {
