@@ -25,7 +25,7 @@ use std::sync::Arc;
 use edgeprobe_core::catalog::{CheckDef, Target};
 use edgeprobe_core::recorder::PhaseRecorder;
 use edgeprobe_core::runner::Probe;
-use edgeprobe_core::{Endpoint, Outcome, PhaseName, PhaseStatus, Protocol, Reason, Status};
+use edgeprobe_core::{Outcome, PhaseName, PhaseStatus, Protocol, Reason, Status};
 use edgeprobe_iotedge::secret::Scrubber;
 use futures_util::future::BoxFuture;
 use serde_json::json;
@@ -144,10 +144,8 @@ impl Job<'_> {
         // Trusted here, not on the other side of the device: the modules (for the services
         // edgeHub and edgeAgent reach) or the host's services would refuse this chain.
         if let Some(differ) = tls_facts.roots_differ.take() {
-            let modules_reach = matches!(
-                path.check.endpoint,
-                Endpoint::Iothub | Endpoint::Parent | Endpoint::Gateway
-            );
+            // IoT Hub, a parent's or a gateway's edgeHub: what edgeHub and edgeAgent reach.
+            let modules_reach = matches!(self.profile, Profile::Hub { .. });
             if modules_reach && outcome.status == Status::Pass {
                 outcome.status = Status::Warn;
                 outcome.reason = Reason::TlsRootsDiffer;
