@@ -8,13 +8,13 @@ use std::time::Duration;
 use edgeprobe_core::catalog::{CheckDef, Target};
 use edgeprobe_core::recorder::PhaseRecorder;
 use edgeprobe_core::runner::Probe;
-use edgeprobe_core::{AuthState, Endpoint, Outcome, PhaseName, Protocol, Reason, Status};
-use edgeprobe_iotedge::identity::{Credentials, DeviceIdentity};
+use edgeprobe_core::{AuthState, Endpoint, Learned, Outcome, PhaseName, Protocol, Reason, Status};
+use edgeprobe_iotedge::identity::{Credentials, DeviceIdentity, DpsIdentity};
 use edgeprobe_iotedge::secret::Secret;
 use edgeprobe_probes::dns::{Dns, Overrides};
 use edgeprobe_probes::tls::{self, RootSet, TlsSettings};
 use edgeprobe_probes::{ProbeSettings, Prober};
-use fixtures::{HubFaults, HubOptions, PortFault, SimulatedHub, WsFault};
+use fixtures::{DpsOptions, DpsStatus, HubFaults, HubOptions, PortFault, SimulatedHub, WsFault};
 
 const HUB: &str = "inproc.azure-devices.net";
 const DEVICE: &str = "dev-1";
@@ -32,33 +32,46 @@ async fn hub(faults: HubFaults) -> SimulatedHub {
 
 /// One check of `protocol` against the hub, in process, with the device's `key` (or none).
 async fn probe(hub: &SimulatedHub, protocol: Protocol, key: Option<&str>, secs: u64) -> Outcome {
+    let mut settings = settings(hub);
+    settings.identity = Some(DeviceIdentity {
+        hub: HUB.into(),
+        device_id: DEVICE.into(),
+        module_id: None,
+        credentials: key.map_or(Credentials::None, |k| Credentials::SasKey(Secret::new(k))),
+    });
+    settings.credential_hosts = vec![HUB.into()];
+    run(settings, Endpoint::Iothub, protocol, HUB, secs).await
+}
+
+/// What the probes of a run share, with `hub` as the in-process network and its CA trusted.
+fn settings(hub: &SimulatedHub) -> ProbeSettings {
     let roots = tls::parse_pem_certs(hub.ca_pem.as_bytes(), "the hub's CA").expect("CA");
-    let settings = ProbeSettings {
+    ProbeSettings {
         dns: std::sync::Arc::new(Dns::system(Overrides::default())),
         tls: TlsSettings::new(&roots, "the hub's CA", RootSet::BundleOnly).expect("roots"),
-        identity: Some(DeviceIdentity {
-            hub: HUB.into(),
-            device_id: DEVICE.into(),
-            module_id: None,
-            credentials: key.map_or(Credentials::None, |k| Credentials::SasKey(Secret::new(k))),
-        }),
+        identity: None,
         dps: None,
         proxy: None,
         no_proxy: String::new(),
         no_auth: false,
         registries: Vec::new(),
-        credential_hosts: vec![HUB.into()],
+        credential_hosts: Vec::new(),
         connector: Some(hub.connector()),
-    };
-    let mut check = CheckDef::derived(
-        format!("iothub-{protocol}"),
-        "t",
-        Endpoint::Iothub,
-        protocol,
-    );
+    }
+}
+
+/// One check of the device's own service (`credentials = "device"`) at `host`.
+async fn run(
+    settings: ProbeSettings,
+    endpoint: Endpoint,
+    protocol: Protocol,
+    host: &str,
+    secs: u64,
+) -> Outcome {
+    let mut check = CheckDef::derived(format!("{endpoint}-{protocol}"), "t", endpoint, protocol);
     check.credentials = true;
     let target = Target {
-        host: HUB.into(),
+        host: host.into(),
         port: Some(protocol.default_port().expect("a port")),
     };
     let rec = PhaseRecorder::new();
@@ -217,4 +230,110 @@ async fn a_closed_port_is_refused_without_a_socket() {
         "{}",
         o.message
     );
+}
+
+const DPS: &str = "global.azure-devices-provisioning.net";
+const SCOPE: &str = "0ne00000a1b";
+
+async fn dps(status: DpsStatus) -> SimulatedHub {
+    let mut options = HubOptions::new(DPS);
+    options.devices = vec![(DEVICE.into(), Secret::new(KEY))];
+    options.dps = Some(DpsOptions {
+        id_scope: SCOPE.into(),
+        assigned_hub: HUB.into(),
+        status,
+    });
+    SimulatedHub::start(options)
+        .await
+        .expect("the simulated DPS")
+}
+
+/// A DPS check of the device's registration, with `key`, at `host` (DPS's own, or another).
+async fn dps_probe(dps: &SimulatedHub, protocol: Protocol, key: &str, host: &str) -> Outcome {
+    let mut settings = settings(dps);
+    settings.dps = Some(DpsIdentity {
+        id_scope: SCOPE.into(),
+        registration_id: DEVICE.into(),
+        key: Some(Secret::new(key)),
+        group_enrollment: false,
+    });
+    settings.credential_hosts = vec![DPS.into()];
+    run(settings, Endpoint::Dps, protocol, host, 10).await
+}
+
+#[tokio::test]
+async fn dps_s_status_lookup_hands_the_assigned_hub_to_the_next_stage() {
+    let dps = dps(DpsStatus::Assigned).await;
+    let o = dps_probe(&dps, Protocol::Https, KEY, DPS).await;
+    assert_eq!(
+        (o.status, o.auth),
+        (Status::Pass, Some(AuthState::Ok)),
+        "{}",
+        o.message
+    );
+    assert!(
+        o.learned.contains(&Learned::AssignedHub(HUB.into())),
+        "{:?}",
+        o.learned
+    );
+    assert_eq!(o.assigned_device_id(), Some(DEVICE));
+    // The registration's key, refused.
+    let o = dps_probe(&dps, Protocol::Https, WRONG_KEY, DPS).await;
+    assert_eq!(
+        (o.status, o.reason, o.auth),
+        (
+            Status::Fail,
+            Reason::AuthRejected,
+            Some(AuthState::Rejected)
+        ),
+        "{}",
+        o.message
+    );
+    assert!(o.learned.is_empty(), "{:?}", o.learned);
+    // MQTT and AMQP to DPS prove the path with the registration's token.
+    for protocol in [Protocol::Mqtt, Protocol::Amqp, Protocol::AmqpWs] {
+        let o = dps_probe(&dps, protocol, KEY, DPS).await;
+        assert_eq!(o.status, Status::Pass, "{protocol}: {}", o.message);
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_enrollment_is_named_and_no_hub_is_handed_on() {
+    let dps = dps(DpsStatus::Disabled).await;
+    let o = dps_probe(&dps, Protocol::Https, KEY, DPS).await;
+    assert_eq!(
+        (o.status, o.reason),
+        (Status::Fail, Reason::DpsDisabled),
+        "{}",
+        o.message
+    );
+    assert_eq!(o.assigned_hub(), None);
+}
+
+#[tokio::test]
+async fn the_registration_s_token_goes_to_dps_only() {
+    // A DPS answering under another name than the device's DPS endpoint: the path is
+    // proven, and nothing is presented there (the device's DPS is DPS, not this host).
+    const OTHER: &str = "dps.example.net";
+    let mut options = HubOptions::new(OTHER);
+    options.devices = vec![(DEVICE.into(), Secret::new(KEY))];
+    options.dps = Some(DpsOptions {
+        id_scope: SCOPE.into(),
+        assigned_hub: HUB.into(),
+        status: DpsStatus::Assigned,
+    });
+    let other = SimulatedHub::start(options).await.expect("another DPS");
+    for protocol in [Protocol::Https, Protocol::Mqtt, Protocol::Amqp] {
+        let o = dps_probe(&other, protocol, KEY, OTHER).await;
+        assert_eq!(
+            (o.status, o.auth),
+            (Status::Pass, Some(AuthState::Untested)),
+            "{protocol}: {}",
+            o.message
+        );
+    }
+    // The same requests at the device's DPS present the token: what the test above rules out.
+    let dps = dps(DpsStatus::Assigned).await;
+    let o = dps_probe(&dps, Protocol::Https, KEY, DPS).await;
+    assert_eq!(o.auth, Some(AuthState::Ok), "{}", o.message);
 }
