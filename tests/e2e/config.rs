@@ -131,6 +131,55 @@ async fn flags_override_the_file() {
     );
 }
 
+/// Flags override the file value by value: `--device-id` alone checks another device on the
+/// configured hub (its key is the configured device's, so nothing is presented); `--sas-key`
+/// alone tries another key for the configured device. Before, either flag alone dropped the
+/// file's whole identity: no hub, every hub check skipped, and exit 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_flag_overrides_one_value_and_the_key_goes_only_with_its_own_device() {
+    let hub = Hub::start(HubFaults::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(&dir, "config.toml", &toml_config(&hub, ""));
+    let only = ["--only".to_owned(), "iothub-*".to_owned()];
+
+    let mut args = args_for(&hub, &cfg);
+    args.extend(["--device-id".into(), "another-device".into()]);
+    args.extend(only.clone());
+    let r = run(args).await;
+    let rep = r.json();
+    assert_eq!(rep.context.iothub_hostname.as_deref(), Some(HUB));
+    assert_eq!(rep.context.device_id.as_deref(), Some("another-device"));
+    for id in ["iothub-mqtt", "iothub-amqp", "iothub-https"] {
+        let c = check(&rep, id);
+        assert_eq!(
+            (c.status.as_str(), c.auth.as_deref()),
+            ("pass", Some("untested")),
+            "{id}: {}",
+            c.message
+        );
+    }
+    assert_eq!(r.code(), 0, "{}", r.stdout());
+
+    let mut args = args_for(&hub, &cfg);
+    args.extend([
+        "--sas-key".into(),
+        "d3Jvbmcta2V5LW9mLWFub3RoZXItZGV2aWNlLTAxMjM=".into(),
+    ]);
+    args.extend(only);
+    let r = run(args).await;
+    let rep = r.json();
+    assert_eq!(rep.context.device_id.as_deref(), Some(DEVICE));
+    let c = check(&rep, "iothub-amqp");
+    assert_eq!(
+        (c.reason.as_str(), c.auth.as_deref()),
+        ("auth_rejected", Some("rejected")),
+        "the flag's key, for the configured device: {}",
+        c.message
+    );
+    assert_eq!(r.code(), 1);
+    assert!(!r.stdout().contains(KEY));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreadable_key_file_leaves_auth_untested_with_the_reason() {
     let hub = Hub::start(HubFaults::default()).await;

@@ -185,7 +185,7 @@ pub(crate) struct Resolved {
 pub(crate) fn resolve(s: &Sources) -> Resolved {
     let hub = hub(s);
     let device_id = device_id(s);
-    let credentials = credentials(s);
+    let credentials = credentials(s, hub.as_ref(), device_id.as_ref());
     let dps = dps(s, device_id.as_ref(), credentials.as_ref());
     Resolved {
         hub,
@@ -203,10 +203,9 @@ pub(crate) fn resolve(s: &Sources) -> Resolved {
     }
 }
 
-/// Flags override the file: the configured device is the one checked only when neither a
-/// module identity nor a flag names a device (a hub, a device id, a connection string or a
-/// key). `--x509-cert` does not count: its certificate goes with the configured hub and
-/// device id.
+/// The file's parent goes with the file's device: only when neither a module identity nor a
+/// flag names a device (a hub, a device id, a connection string or a key). `--x509-cert`
+/// does not count: its certificate goes with the configured hub and device id.
 fn configured_device_in_use(s: &Sources) -> bool {
     let named = s.module.is_some()
         || s.args.iothub_hostname.is_some()
@@ -216,12 +215,13 @@ fn configured_device_in_use(s: &Sources) -> bool {
     !named
 }
 
-/// The configured identity (hub, device id and credentials together), when the configured
-/// device is the one in use.
+/// The configured identity of a manually provisioned device: hub, device id, credentials.
+///
+/// Flags override the file value by value (PRODUCT.md): `--device-id` alone checks another
+/// device on the configured hub, `--iothub-hostname` alone the configured device on another
+/// hub. The configured credentials belong to the configured hub and device together, so
+/// they are presented only when both of those are the file's ([`credentials`]).
 fn configured_identity(s: &Sources) -> Option<(String, String, Credentials)> {
-    if !configured_device_in_use(s) {
-        return None;
-    }
     s.config.and_then(EdgeConfig::device_credentials)
 }
 
@@ -282,7 +282,17 @@ fn device_id(s: &Sources) -> Option<Sourced<String>> {
     ])
 }
 
-fn credentials(s: &Sources) -> Option<Sourced<Credentials>> {
+/// The credentials to present: a flag's, a connection string's, a module's token, else the
+/// configured ones, when the hub and the device in use are the configured ones (a key is
+/// never presented for a device or a hub it does not belong to).
+fn credentials(
+    s: &Sources,
+    hub: Option<&Sourced<String>>,
+    device: Option<&Sourced<String>>,
+) -> Option<Sourced<Credentials>> {
+    let from_config =
+        |v: Option<&Sourced<String>>| v.is_some_and(|v| matches!(v.from, Origin::Config(_)));
+    let configured_device = from_config(hub) && from_config(device);
     let x509 = match (&s.args.x509_cert, &s.args.x509_key) {
         (Some(cert), Some(key)) => Some(Credentials::X509 {
             cert: cert.clone(),
@@ -308,7 +318,9 @@ fn credentials(s: &Sources) -> Option<Sourced<Credentials>> {
         ),
         (
             Origin::Config("provisioning.authentication"),
-            configured_identity(s).map(|(_, _, creds)| creds),
+            configured_identity(s)
+                .filter(|_| configured_device)
+                .map(|(_, _, creds)| creds),
         ),
     ])
 }

@@ -207,12 +207,12 @@ const RULES: &[Row] = &[
     ("the configuration names the hub when no flag names an identity",
         |g| g.config = Some(MANUAL),
         hub, Some(("config-hub.example", CONFIG_HUB))),
-    ("--device-id alone keeps the configured identity out: no hub",
+    ("--device-id alone overrides the device, not the configured hub",
         |g| { g.args.device_id = s("flag-device"); g.config = Some(MANUAL); },
-        hub, None),
-    ("--sas-key (or EDGEPROBE_SAS_KEY) alone keeps the configured identity out: no hub",
+        hub, Some(("config-hub.example", CONFIG_HUB))),
+    ("--sas-key (or EDGEPROBE_SAS_KEY) alone keeps the configured hub",
         |g| { g.args.sas_key = s("ZmxhZy1rZXk="); g.config = Some(MANUAL); },
-        hub, None),
+        hub, Some(("config-hub.example", CONFIG_HUB))),
     ("--x509-cert alone keeps the configured hub",
         |g| {
             g.args.x509_cert = Some("/flag/cert.pem".into());
@@ -236,9 +236,12 @@ const RULES: &[Row] = &[
     ("the configuration names the device when no flag names an identity",
         |g| g.config = Some(MANUAL),
         device, Some(("config-device", CONFIG_DEVICE))),
-    ("--iothub-hostname alone keeps the configured identity out: no device",
+    ("--iothub-hostname alone overrides the hub, not the configured device",
         |g| { g.args.iothub_hostname = s("flag-hub.example"); g.config = Some(MANUAL); },
-        device, None),
+        device, Some(("config-device", CONFIG_DEVICE))),
+    ("a connection string's device beats the configured one",
+        |g| { g.connection_string = Some(CS); g.config = Some(MANUAL); },
+        device, Some(("cs-device", Origin::ConnectionString("DeviceId")))),
     // The credentials.
     ("--x509-cert beats --sas-key",
         |g| {
@@ -269,6 +272,22 @@ const RULES: &[Row] = &[
             g.config = Some(MANUAL);
         },
         credentials, Some(("x509 /flag/cert.pem", Origin::Flag("--x509-cert")))),
+    ("--sas-key alone: the flag's key for the configured device",
+        |g| { g.args.sas_key = s("ZmxhZy1rZXk="); g.config = Some(MANUAL); },
+        credentials, Some(("key ZmxhZy1rZXk=", Origin::Flag("--sas-key")))),
+    ("--device-id alone: the configured key is another device's, nothing is presented",
+        |g| { g.args.device_id = s("flag-device"); g.config = Some(MANUAL); },
+        credentials, None),
+    ("--iothub-hostname alone: the configured key is another hub's, nothing is presented",
+        |g| { g.args.iothub_hostname = s("flag-hub.example"); g.config = Some(MANUAL); },
+        credentials, None),
+    ("--iothub-hostname and --device-id naming the configured ones keep nothing of the file's key",
+        |g| {
+            g.args.iothub_hostname = s("config-hub.example");
+            g.args.device_id = s("config-device");
+            g.config = Some(MANUAL);
+        },
+        credentials, None),
     ("a connection string without a key (x509=true) presents nothing, nor the configured key",
         |g| { g.connection_string = Some(CS_X509); g.config = Some(MANUAL); },
         credentials, None),
