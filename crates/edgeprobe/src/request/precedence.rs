@@ -204,14 +204,13 @@ pub(crate) fn resolve(s: &Sources) -> Resolved {
 }
 
 /// The file's parent goes with the file's device: only when neither a module identity nor a
-/// flag names a device (a hub, a device id, a connection string or a key). `--x509-cert`
-/// does not count: its certificate goes with the configured hub and device id.
+/// flag names another device or hub (a hub, a device id, a connection string). A key
+/// (`--sas-key`, `--x509-cert`) does not count: it is the configured device's key to try.
 fn configured_device_in_use(s: &Sources) -> bool {
     let named = s.module.is_some()
         || s.args.iothub_hostname.is_some()
         || s.args.device_id.is_some()
-        || s.connection_string.is_some()
-        || s.sas_key.is_some();
+        || s.connection_string.is_some();
     !named
 }
 
@@ -227,9 +226,9 @@ fn configured_identity(s: &Sources) -> Option<(String, String, Credentials)> {
 
 /// `--parent-hostname`, else the configuration's `parent_hostname`.
 ///
-/// The file's parent is the parent of the device the file describes, so it is gated exactly
-/// as the file's hub, device id and credentials are ([`configured_device_in_use`]): once a
-/// flag or a module names another device, that device's parent is not the file's, and
+/// The file's parent is the parent of the device the file describes, so it applies while
+/// that device is the one checked ([`configured_device_in_use`]): once a flag or a module
+/// names another device or hub, that device's parent is not the file's, and
 /// sending its credentials to the file's parent would be wrong (PRODUCT.md: credentials go
 /// only to the service they belong to; a module talks to its own edgeHub). It is not gated
 /// on [`configured_identity`] being present, though: a DPS device's file names no hub yet
