@@ -64,9 +64,9 @@ impl Path<'_> {
 
     /// Reaches the target: directly, or through a CONNECT tunnel.
     pub(crate) async fn transport(&self, use_proxy: bool) -> Result<BoxIo, Failure> {
-        match self.proxy().filter(|_| use_proxy) {
-            None if self.s.connector.is_some() => self.connect_in_process().await,
-            None => {
+        match (self.proxy().filter(|_| use_proxy), &self.s.connector) {
+            (None, Some(connector)) => self.connect_in_process(connector.as_ref()).await,
+            (None, None) => {
                 let addrs = self
                     .s
                     .dns
@@ -76,7 +76,7 @@ impl Path<'_> {
                 let (stream, _) = tcp::connect(&addrs, self.rec, self.deadline).await?;
                 Ok(Box::new(stream))
             }
-            Some(p) => {
+            (Some(p), _) => {
                 // A failure reaching the proxy itself is a proxy failure, whatever layer.
                 let at_proxy = |(_, m): Failure| {
                     (
@@ -109,12 +109,7 @@ impl Path<'_> {
     }
 
     /// A stream from the settings' [`Connector`], timed as the TCP phase.
-    async fn connect_in_process(&self) -> Result<BoxIo, Failure> {
-        let connector = self
-            .s
-            .connector
-            .as_ref()
-            .ok_or((Reason::TcpUnreachable, "no in-process connector".to_owned()))?;
+    async fn connect_in_process(&self, connector: &dyn Connector) -> Result<BoxIo, Failure> {
         self.rec.start(PhaseName::Tcp);
         let connected =
             tokio::time::timeout_at(self.deadline, connector.connect(self.host, self.port)).await;

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::fix::fix_for;
 use crate::https::{HttpAnswer, HttpRequest};
-use crate::judge::{self, Service};
+use crate::judge::{self, Presented, Service};
 use crate::settings::{ProbeSettings, ANONYMOUS_DEVICE};
 use crate::{amqp, dps, mqtt};
 
@@ -46,13 +46,20 @@ pub(crate) enum Profile<'a> {
     Other { endpoint: Endpoint },
 }
 
-/// What the device offers a service: the protocol's parameters, whether they carry
-/// credentials, and why configured credentials could not be used.
+/// What the device offers a service: the protocol's parameters, the credentials they carry,
+/// and why configured credentials could not be used.
 #[derive(Debug)]
 pub(crate) struct Offer<T> {
     pub(crate) params: T,
-    pub(crate) presenting: bool,
+    pub(crate) presented: Presented,
     pub(crate) unusable: Option<String>,
+}
+
+impl<T> Offer<T> {
+    /// Whether the offer carries credentials, a token or a certificate.
+    pub(crate) fn presenting(&self) -> bool {
+        self.presented != Presented::Nothing
+    }
 }
 
 /// An HTTPS answer judged: the outcome, the protocol phase's status, the auth phase.
@@ -139,123 +146,92 @@ impl<'a> Profile<'a> {
         }
     }
 
-    /// What MQTT CONNECT carries.
-    pub(crate) fn mqtt(&self, host: &str) -> Offer<mqtt::MqttParams> {
+    /// The token this profile may present, or why the configured credentials cannot make
+    /// one.
+    fn token(&self) -> Option<&Result<Secret, String>> {
         match self {
-            Profile::Dps { dps, token } => {
-                let (password, unusable) = split(token);
-                Offer {
-                    presenting: password.is_some(),
-                    params: mqtt::MqttParams {
-                        client_id: self.client_id(),
-                        username: dps.map(|d| d.mqtt_username()),
-                        password,
-                    },
-                    unusable,
-                }
+            Profile::Hub { token, .. } | Profile::Dps { token, .. } => token.as_ref(),
+            Profile::Other { .. } => None,
+        }
+    }
+
+    /// What a request carries: the token when it went in, else the device's certificate in
+    /// the TLS handshake (IoT Hub and edgeHub only), else nothing.
+    fn presented(&self, token: bool) -> Presented {
+        match self {
+            _ if token => Presented::Token,
+            Profile::Hub { x509: true, .. } => Presented::Certificate,
+            _ => Presented::Nothing,
+        }
+    }
+
+    /// What MQTT CONNECT carries: the token as the password, under the service's username.
+    pub(crate) fn mqtt(&self, host: &str) -> Offer<mqtt::MqttParams> {
+        let (password, unusable) = split(self.token());
+        let anonymous = || format!("{host}/{ANONYMOUS_DEVICE}/?api-version={IOTHUB_API_VERSION}");
+        let username = match self {
+            Profile::Dps { dps, .. } => dps.map(|d| d.mqtt_username()),
+            Profile::Hub { identity, .. } => {
+                Some(identity.map_or_else(anonymous, |i| i.mqtt_username()))
             }
-            Profile::Hub {
-                identity,
-                token,
-                x509,
-                ..
-            } => {
-                let (password, unusable) = split(token);
-                Offer {
-                    presenting: password.is_some() || *x509,
-                    params: mqtt::MqttParams {
-                        client_id: self.client_id(),
-                        username: Some(identity.map(|i| i.mqtt_username()).unwrap_or_else(|| {
-                            format!("{host}/{ANONYMOUS_DEVICE}/?api-version={IOTHUB_API_VERSION}")
-                        })),
-                        password,
-                    },
-                    unusable,
-                }
-            }
-            Profile::Other { .. } => Offer {
-                presenting: false,
-                params: mqtt::MqttParams {
-                    client_id: self.client_id(),
-                    username: Some(format!(
-                        "{host}/{ANONYMOUS_DEVICE}/?api-version={IOTHUB_API_VERSION}"
-                    )),
-                    password: None,
-                },
-                unusable: None,
+            Profile::Other { .. } => Some(anonymous()),
+        };
+        Offer {
+            presented: self.presented(password.is_some()),
+            params: mqtt::MqttParams {
+                client_id: self.client_id(),
+                username,
+                password,
             },
+            unusable,
         }
     }
 
     /// What the AMQP handshake presents: DPS takes SASL PLAIN with the registration and a
     /// token; IoT Hub and edgeHub take SASL ANONYMOUS, then the token over CBS.
     pub(crate) fn amqp(&self, host: &str) -> Offer<amqp::AmqpParams> {
-        match self {
-            Profile::Dps { dps, token } => {
-                let (sasl, unusable) = match (dps, token) {
-                    (Some(d), Some(Ok(t))) => (
-                        amqp::AmqpSasl::Plain {
-                            username: d.resource(),
-                            password: t.expose().to_owned(),
-                        },
-                        None,
-                    ),
-                    (_, Some(Err(why))) => (amqp::AmqpSasl::Anonymous, Some(why.clone())),
-                    _ => (amqp::AmqpSasl::Anonymous, None),
-                };
-                Offer {
-                    presenting: matches!(sasl, amqp::AmqpSasl::Plain { .. }),
-                    params: amqp::AmqpParams {
-                        hostname: host.to_owned(),
-                        container_id: self.client_id(),
-                        sasl,
-                        cbs: None,
-                        link_address: None,
-                    },
-                    unusable,
-                }
-            }
-            Profile::Hub {
-                identity,
-                token,
-                x509,
-                ..
-            } => {
-                let (cbs, unusable) = match (identity, token) {
-                    (Some(i), Some(Ok(t))) => (
-                        Some(amqp::CbsPutToken {
-                            audience: i.resource(),
-                            token: t.expose().to_owned(),
-                        }),
-                        None,
-                    ),
-                    (_, Some(Err(why))) => (None, Some(why.clone())),
-                    _ => (None, None),
-                };
-                let presenting = cbs.is_some() || *x509;
-                Offer {
-                    presenting,
-                    params: amqp::AmqpParams {
-                        hostname: host.to_owned(),
-                        container_id: self.client_id(),
-                        sasl: amqp::AmqpSasl::Anonymous,
-                        cbs,
-                        link_address: identity.filter(|_| presenting).map(|i| i.events_address()),
-                    },
-                    unusable,
-                }
-            }
-            Profile::Other { .. } => Offer {
-                presenting: false,
-                params: amqp::AmqpParams {
-                    hostname: host.to_owned(),
-                    container_id: self.client_id(),
-                    sasl: amqp::AmqpSasl::Anonymous,
-                    cbs: None,
-                    link_address: None,
+        let (token, unusable) = split(self.token());
+        let (sasl, cbs) = match (self, token) {
+            (Profile::Dps { dps: Some(d), .. }, Some(t)) => (
+                amqp::AmqpSasl::Plain {
+                    username: d.resource(),
+                    password: t.expose().to_owned(),
                 },
-                unusable: None,
+                None,
+            ),
+            (
+                Profile::Hub {
+                    identity: Some(i), ..
+                },
+                Some(t),
+            ) => (
+                amqp::AmqpSasl::Anonymous,
+                Some(amqp::CbsPutToken {
+                    audience: i.resource(),
+                    token: t.expose().to_owned(),
+                }),
+            ),
+            _ => (amqp::AmqpSasl::Anonymous, None),
+        };
+        let presented =
+            self.presented(cbs.is_some() || matches!(sasl, amqp::AmqpSasl::Plain { .. }));
+        // With credentials, the telemetry link's attach says whether IoT Hub takes them.
+        let link_address = match self {
+            Profile::Hub { identity, .. } if presented != Presented::Nothing => {
+                identity.map(|i| i.events_address())
+            }
+            _ => None,
+        };
+        Offer {
+            presented,
+            params: amqp::AmqpParams {
+                hostname: host.to_owned(),
+                container_id: self.client_id(),
+                sasl,
+                cbs,
+                link_address,
             },
+            unusable,
         }
     }
 
@@ -264,15 +240,15 @@ impl<'a> Profile<'a> {
     /// without credentials (its 401 proves the service); `GET /` for anything else. `None`
     /// when there is nothing to ask: a DPS check without a registration.
     pub(crate) fn https(&self, host: &str) -> Option<(Offer<HttpRequest>, String)> {
-        let (request, note, presenting, unusable) = match self {
+        let (request, note, presented, unusable) = match self {
             Profile::Dps { dps: None, .. } => return None,
             Profile::Dps {
                 dps: Some(dps),
                 token,
             } => {
                 let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
-                let (token, unusable) = split(token);
-                let presenting = token.is_some();
+                let (token, unusable) = split(token.as_ref());
+                let presented = self.presented(token.is_some());
                 if let Some(t) = token {
                     headers.push(("authorization".to_owned(), t.expose().to_owned()));
                 }
@@ -285,7 +261,7 @@ impl<'a> Profile<'a> {
                     headers,
                     body: Some(json!({ "registrationId": dps.registration_id }).to_string()),
                 };
-                (request, note, presenting, unusable)
+                (request, note, presented, unusable)
             }
             Profile::Hub { identity, .. } => {
                 let device = identity.map_or(ANONYMOUS_DEVICE, |i| i.device_id.as_str());
@@ -293,14 +269,15 @@ impl<'a> Profile<'a> {
                     "/devices/{}/messages/deviceBound?api-version={IOTHUB_API_VERSION}",
                     edgeprobe_iotedge::sas::url_encode(device),
                 );
-                (get(host, &path), format!("GET {path}"), false, None)
+                let nothing = Presented::Nothing;
+                (get(host, &path), format!("GET {path}"), nothing, None)
             }
-            Profile::Other { .. } => (get(host, "/"), "GET /".to_owned(), false, None),
+            Profile::Other { .. } => (get(host, "/"), "GET /".to_owned(), Presented::Nothing, None),
         };
         Some((
             Offer {
                 params: request,
-                presenting,
+                presented,
                 unusable,
             },
             note,
@@ -415,7 +392,7 @@ fn get(host: &str, path: &str) -> HttpRequest {
 }
 
 /// A token, or why there is none.
-fn split(token: &Option<Result<Secret, String>>) -> (Option<Secret>, Option<String>) {
+fn split(token: Option<&Result<Secret, String>>) -> (Option<Secret>, Option<String>) {
     match token {
         Some(Ok(t)) => (Some(t.clone()), None),
         Some(Err(why)) => (None, Some(why.clone())),
@@ -488,10 +465,10 @@ mod tests {
             let row = format!("{endpoint} {asks} {host}");
             let p = Profile::of(&s, &check(endpoint, asks), host);
             let mqtt = p.mqtt(host);
-            assert_eq!(mqtt.presenting, presents, "{row}");
+            assert_eq!(mqtt.presenting(), presents, "{row}");
             assert_eq!(mqtt.params.password.is_some(), presents, "{row}");
             let amqp = p.amqp(host);
-            assert_eq!(amqp.presenting, presents, "{row}");
+            assert_eq!(amqp.presenting(), presents, "{row}");
             let sent = matches!(amqp.params.sasl, amqp::AmqpSasl::Plain { .. })
                 || amqp.params.cbs.is_some();
             assert_eq!(sent, presents, "{row}");

@@ -238,10 +238,10 @@ impl Job<'_> {
         let (code, words) = mqtt::describe_code(ack.code);
         let mut o = judge::connack(
             self.profile.service(p.host, p.port),
-            offer.presenting,
+            offer.presenting(),
             ack.code,
         );
-        if offer.presenting {
+        if offer.presenting() {
             let refused = o.auth == Some(edgeprobe_core::AuthState::Rejected);
             let status = if refused {
                 PhaseStatus::Fail
@@ -274,14 +274,11 @@ impl Job<'_> {
         let offer = self.profile.amqp(p.host);
         p.rec.start(PhaseName::Protocol);
         let trace = amqp::handshake(io, &offer.params, p.deadline).await;
-        let token =
-            offer.params.cbs.is_some() || matches!(offer.params.sasl, amqp::AmqpSasl::Plain { .. });
-        let presented = match (offer.presenting, token) {
-            (false, _) => judge::Presented::Nothing,
-            (true, true) => judge::Presented::Token,
-            (true, false) => judge::Presented::Certificate,
-        };
-        let j = judge::amqp(self.profile.service(p.host, p.port), presented, &trace);
+        let j = judge::amqp(
+            self.profile.service(p.host, p.port),
+            offer.presented,
+            &trace,
+        );
         let (status, detail) = j.open;
         let opened_at = p.rec.end_after(trace.open.duration, status, detail);
         if let (Some((status, detail)), Some(step)) = (j.auth, &trace.auth) {
@@ -315,7 +312,7 @@ impl Job<'_> {
         };
         let j = self
             .profile
-            .judge_https(p.check, p.host, p.port, offer.presenting, &answer);
+            .judge_https(p.check, p.host, p.port, offer.presenting(), &answer);
         p.rec.end(j.phase, http_detail(&answer));
         if let Some((status, detail)) = j.auth_phase {
             p.rec.instant(PhaseName::Auth, status, detail);
