@@ -136,11 +136,20 @@ impl HttpConnection {
         })
     }
 
-    /// Whether another request can go on this connection now: the last answer was read to
-    /// its end and the peer has not closed.
-    pub fn reusable(&mut self) -> bool {
-        use futures_util::FutureExt as _;
-        !self.spent && matches!(self.sender.ready().now_or_never(), Some(Ok(())))
+    /// Whether another request can go on this connection: the last answer was read to its
+    /// end, and the connection's task, once it has run, finds it idle rather than closed (by
+    /// the peer, or by a `Connection: close`). Asking before that task has run would say no
+    /// to a healthy connection on a busy machine, so this waits for its answer — at most
+    /// [`READY_WAIT`] or until `until`; a healthy or a closed connection answers at once.
+    pub async fn reusable(&mut self, until: Instant) -> bool {
+        if self.spent {
+            return false;
+        }
+        let until = until.min(Instant::now() + READY_WAIT);
+        matches!(
+            tokio::time::timeout_at(until, self.sender.ready()).await,
+            Ok(Ok(()))
+        )
     }
 
     /// Sends `req` and reads the answer: the status and headers by the deadline, the body
@@ -220,6 +229,9 @@ impl HttpConnection {
     }
 }
 
+/// How long a kept connection's task may take to say it is idle again.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How long the body may take once the headers are in.
 const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -256,4 +268,179 @@ pub fn empty() -> Empty<Bytes> {
 /// Describes bytes that were not HTTP.
 pub fn not_http(bytes: &[u8]) -> String {
     sniff::classify(bytes).describe()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    /// Answers each request on `stream` with `answer` until `rounds` are done or the client
+    /// hangs up; returns how many requests came.
+    async fn responder(stream: &mut DuplexStream, answer: &'static str, rounds: usize) -> usize {
+        let mut seen = 0;
+        let mut buf = Vec::new();
+        while seen < rounds {
+            let mut chunk = [0u8; 1024];
+            let n = match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                buf.drain(..end + 4);
+                seen += 1;
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return seen;
+                }
+            }
+        }
+        seen
+    }
+
+    fn get() -> HttpRequest {
+        HttpRequest {
+            method: Method::GET,
+            host: "registry.lab".into(),
+            path_and_query: "/v2/".into(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(5)
+    }
+
+    const KEEP: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_kept_connection_carries_request_after_request_on_one_stream() {
+        let (client, server) = tokio::io::duplex(4096);
+        // Serves until the client hangs up.
+        let served =
+            tokio::spawn(async move { responder(&mut { server }, KEEP, usize::MAX).await });
+        let mut conn = HttpConnection::open(Box::new(client), soon())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let answer = conn.send(&get(), soon()).await.unwrap();
+            assert_eq!((answer.status, answer.body.as_str()), (200, "{}"));
+            assert!(conn.reusable(soon()).await, "{conn:?}");
+        }
+        drop(conn);
+        assert_eq!(served.await.unwrap(), 3, "three requests on the one stream");
+    }
+
+    /// A stream whose reader stalls its thread for a moment after each read that returned
+    /// bytes, as a preempted thread would on a busy machine: whoever waits on the answer may
+    /// see the whole body before the connection's task has finished with it.
+    #[derive(Debug)]
+    struct Preempted(DuplexStream, bool);
+
+    impl tokio::io::AsyncRead for Preempted {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if std::mem::take(&mut self.1) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let before = buf.filled().len();
+            let r = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+            self.1 = buf.filled().len() > before;
+            r
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Preempted {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    // The race CI met: on a multi-threaded runtime the body's end reached the registry walk
+    // while the connection's task was still between reading it and saying it was idle, and
+    // the kept connection was thrown away.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kept_connection_is_reused_even_when_its_task_lags_behind_the_answer() {
+        let (client, server) = tokio::io::duplex(4096);
+        let served =
+            tokio::spawn(async move { responder(&mut { server }, KEEP, usize::MAX).await });
+        let mut conn = HttpConnection::open(Box::new(Preempted(client, false)), soon())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(conn.send(&get(), soon()).await.unwrap().status, 200);
+            assert!(conn.reusable(soon()).await, "{conn:?}");
+        }
+        drop(conn);
+        assert_eq!(served.await.unwrap(), 3, "three requests on the one stream");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_the_peer_closes_or_asks_to_close_is_not_reused() {
+        let (client, server) = tokio::io::duplex(4096);
+        let close = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        tokio::spawn(async move { responder(&mut { server }, close, 1).await });
+        let mut conn = HttpConnection::open(Box::new(client), soon())
+            .await
+            .unwrap();
+        assert_eq!(conn.send(&get(), soon()).await.unwrap().status, 200);
+        assert!(!conn.reusable(soon()).await);
+
+        // Keep-alive promised, then the peer hangs up after its answer.
+        let (client, server) = tokio::io::duplex(4096);
+        tokio::spawn(async move { responder(&mut { server }, KEEP, 1).await });
+        let mut conn = HttpConnection::open(Box::new(client), soon())
+            .await
+            .unwrap();
+        assert_eq!(conn.send(&get(), soon()).await.unwrap().status, 200);
+        assert!(!conn.reusable(soon()).await);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_cut_short_spends_the_connection() {
+        let (client, server) = tokio::io::duplex(4096);
+        // Promises 100 bytes, sends 2, then stays silent: the body wait ends it.
+        tokio::spawn(async move {
+            let mut server = server;
+            responder(
+                &mut server,
+                "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",
+                1,
+            )
+            .await;
+            std::future::pending::<()>().await;
+        });
+        let mut conn = HttpConnection::open(Box::new(client), soon())
+            .await
+            .unwrap();
+        let answer = conn
+            .send(
+                &get(),
+                Instant::now() + std::time::Duration::from_millis(200),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.body, "{}");
+        assert!(!conn.reusable(soon()).await);
+    }
 }

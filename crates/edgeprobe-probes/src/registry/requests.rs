@@ -204,12 +204,17 @@ impl Walk<'_> {
         };
         // The connection kept from the last request to this host, if it can carry another
         // (its answer was read to the end): no new TCP, proxy or TLS handshake.
-        let kept = self
+        let kept = match self
             .kept
             .iter()
             .position(|(h, p, _)| h.eq_ignore_ascii_case(host) && *p == port)
-            .map(|i| self.kept.swap_remove(i).2)
-            .and_then(|mut c| c.reusable().then_some(c));
+        {
+            Some(i) => {
+                let mut c = self.kept.swap_remove(i).2;
+                c.reusable(ctx.deadline).await.then_some(c)
+            }
+            None => None,
+        };
         let opened = match kept {
             Some(conn) => {
                 entry.insert("reused".into(), json!(true));
