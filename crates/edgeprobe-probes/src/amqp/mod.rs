@@ -241,7 +241,7 @@ where
     if let Some(container) = tap.remote_container() {
         open_detail.detail.push(("remote_container", container));
     }
-    let mut session = match timeout_at(deadline, Session::begin(&mut connection)).await {
+    let session = match timeout_at(deadline, Session::begin(&mut connection)).await {
         Ok(Ok(session)) => session,
         Ok(Err(e)) => {
             let open = step(Err(begin_error(e)));
@@ -258,7 +258,7 @@ where
 
     let auth = if params.cbs.is_some() || plain || params.link_address.is_some() {
         let auth_started = Instant::now();
-        let result = authorize(&mut session, params, plain, deadline).await;
+        let result = authorize(&session, params, plain, deadline).await;
         Some(Step {
             duration: auth_started.elapsed(),
             result,
@@ -290,7 +290,7 @@ fn detail(pairs: &[(&'static str, &str)]) -> StepOk {
 
 /// CBS put-token (if requested) followed by the link attach (if requested).
 async fn authorize(
-    session: &mut SessionHandle<()>,
+    session: &SessionHandle<()>,
     params: &AmqpParams,
     plain: bool,
     deadline: Instant,
@@ -311,30 +311,37 @@ async fn authorize(
 }
 
 async fn put_token(
-    session: &mut SessionHandle<()>,
+    session: &SessionHandle<()>,
     cbs: &CbsPutToken,
     deadline: Instant,
 ) -> Result<String, AmqpError> {
     let n = next_id();
     let reply_to = format!("cbs-reply-{n}");
-    let mut sender = timeout_at(
-        deadline,
-        Sender::attach(session, format!("cbs-sender-{n}"), "$cbs"),
-    )
-    .await
-    .map_err(|_| timeout("the $cbs sender link attach"))?
-    .map_err(|e| sender_attach_error(e, "$cbs sender link"))?;
-    let mut receiver = timeout_at(
-        deadline,
-        Receiver::builder()
-            .name(format!("cbs-receiver-{n}"))
-            .source("$cbs")
-            .target(reply_to.as_str())
-            .attach(session),
-    )
-    .await
-    .map_err(|_| timeout("the $cbs receiver link attach"))?
-    .map_err(|e| receiver_attach_error(e, "$cbs receiver link"))?;
+    // Both links attach in one flight: neither waits for the other's answer, and the first
+    // refusal ends the wait for both.
+    let sender = async {
+        timeout_at(
+            deadline,
+            Sender::attach(session, format!("cbs-sender-{n}"), "$cbs"),
+        )
+        .await
+        .map_err(|_| timeout("the $cbs sender link attach"))?
+        .map_err(|e| sender_attach_error(e, "$cbs sender link"))
+    };
+    let receiver = async {
+        timeout_at(
+            deadline,
+            Receiver::builder()
+                .name(format!("cbs-receiver-{n}"))
+                .source("$cbs")
+                .target(reply_to.as_str())
+                .attach(session),
+        )
+        .await
+        .map_err(|_| timeout("the $cbs receiver link attach"))?
+        .map_err(|e| receiver_attach_error(e, "$cbs receiver link"))
+    };
+    let (mut sender, mut receiver) = tokio::try_join!(sender, receiver)?;
 
     let message_id = format!("edgeprobe-put-token-{}-{n}", std::process::id());
     let request = Message::builder()
@@ -427,7 +434,7 @@ async fn put_token(
 /// sent). A refusal may arrive as a failed attach or as a detach right after the
 /// attach, so the close result is inspected as well.
 async fn attach_probe_link(
-    session: &mut SessionHandle<()>,
+    session: &SessionHandle<()>,
     address: &str,
     deadline: Instant,
 ) -> Result<(), AmqpError> {

@@ -618,7 +618,22 @@ impl<Tls> Builder<'_, mode::ConnectorWithId, Tls> {
         &mut self,
         transport: &mut Transport<Io, sasl::Frame>,
         // hostname: Option<&str>,
+        profile: SaslProfile,
+    ) -> Result<(), NegotiationError>
+    where
+        Io: AsyncRead + AsyncWrite + std::fmt::Debug + Unpin + 'static,
+    {
+        self.negotiate_sasl_inner(transport, profile, false).await
+    }
+
+    /// SASL negotiation; with `init_sent`, the `sasl-init` went out with the SASL header
+    /// (see [`Transport::negotiate_sasl_header_with_pipelined_init`]), so the answer to
+    /// `sasl-mechanisms` is only the check that they offer the mechanism chosen.
+    async fn negotiate_sasl_inner<Io>(
+        &mut self,
+        transport: &mut Transport<Io, sasl::Frame>,
         mut profile: SaslProfile,
+        init_sent: bool,
     ) -> Result<(), NegotiationError>
     where
         Io: AsyncRead + AsyncWrite + std::fmt::Debug + Unpin + 'static,
@@ -634,6 +649,7 @@ impl<Tls> Builder<'_, mode::ConnectorWithId, Tls> {
             log::trace!("received = {:?}", frame);
 
             match profile.on_frame(frame, self.sasl_hostname)? {
+                Negotiation::Init(_) if init_sent => {}
                 Negotiation::Init(init) => {
                     let frame = sasl::Frame::Init(init);
                     #[cfg(feature = "tracing")]
@@ -681,13 +697,22 @@ impl<Tls> Builder<'_, mode::ConnectorWithId, Tls> {
         ) -> Result<ConnectionHandle<()>, OpenError>,
     {
         match self.sasl_profile.take() {
-            Some(profile) => {
+            Some(mut profile) => {
                 let (reader, writer) = tokio::io::split(stream);
                 let framed_write = FramedWrite::new(writer, ProtocolHeaderCodec::new());
                 let framed_read = FramedRead::new(reader, ProtocolHeaderCodec::new());
-                let mut transport =
-                    Transport::negotiate_sasl_header(framed_write, framed_read).await?;
-                self.negotiate_sasl(&mut transport, profile).await?;
+                // The SASL header and `sasl-init` go out together where the mechanism
+                // allows it.
+                let init = profile.pipelined_init(self.sasl_hostname);
+                let init_sent = init.is_some();
+                let mut transport = Transport::negotiate_sasl_header_with_pipelined_init(
+                    framed_write,
+                    framed_read,
+                    init.map(sasl::Frame::Init),
+                )
+                .await?;
+                self.negotiate_sasl_inner(&mut transport, profile, init_sent)
+                    .await?;
 
                 // NOTE: LengthDelimitedCodec itself doesn't seem to carry any buffer, so
                 // it should be fine to simply drop it.
@@ -743,15 +768,17 @@ impl<Tls> Builder<'_, mode::ConnectorWithId, Tls> {
             .idle_time_out
             .map(|millis| Duration::from_millis(millis as u64));
         let buffer_size = self.buffer_size;
-        let transport = Transport::negotiate_amqp_header(
+        let local_open = Open::from(self);
+        // The header and the `open` go out together; the engine then only waits for the
+        // peer's `open` (`local_state` is `OpenSent`).
+        let transport = Transport::negotiate_amqp_header_with_pipelined_open(
             framed_write,
             framed_read,
             &mut local_state,
             idle_timeout,
+            &local_open,
         )
         .await?;
-
-        let local_open = Open::from(self);
 
         // Create channels
         let (control_tx, control_rx) = mpsc::channel(DEFAULT_CONTROL_CHAN_BUF);

@@ -192,7 +192,10 @@ where
     }
 
     async fn open_inner(&mut self) -> Result<(), OpenError> {
-        self.connection.send_open(&mut self.transport).await?;
+        // A pipelined `open` went out with the protocol header already.
+        if !matches!(self.connection.local_state(), ConnectionState::OpenSent) {
+            self.connection.send_open(&mut self.transport).await?;
+        }
 
         // Wait for an Open
         let frame = match self.transport.next().await {

@@ -495,7 +495,7 @@ impl Builder<role::SenderMarker, Target, WithName, WithSource, WithTarget> {
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self, session)))]
     pub async fn attach<R>(
         self,
-        session: &mut SessionHandle<R>,
+        session: &SessionHandle<R>,
     ) -> Result<Sender, SenderAttachError> {
         self.attach_inner(session)
             .await
@@ -531,7 +531,7 @@ where
 
     async fn attach_inner<R>(
         mut self,
-        session: &mut SessionHandle<R>,
+        session: &SessionHandle<R>,
     ) -> Result<SenderInner<SenderLink<T>>, SenderAttachError> {
         let buffer_size = self.buffer_size;
         let (incoming_tx, mut incoming_rx) = mpsc::channel::<LinkIncomingItem>(self.buffer_size);
@@ -611,7 +611,7 @@ impl Builder<role::ReceiverMarker, Target, WithName, WithSource, WithTarget> {
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self, session)))]
     pub async fn attach<R>(
         self,
-        session: &mut SessionHandle<R>,
+        session: &SessionHandle<R>,
     ) -> Result<Receiver, ReceiverAttachError> {
         self.attach_inner(session)
             .await
@@ -644,7 +644,7 @@ where
 
     async fn attach_inner<R>(
         mut self,
-        session: &mut SessionHandle<R>,
+        session: &SessionHandle<R>,
     ) -> Result<ReceiverInner<ReceiverLink<T>>, ReceiverAttachError> {
         // TODO: how to avoid clone?
         let buffer_size = self.buffer_size;
@@ -721,7 +721,7 @@ cfg_transaction! {
         /// Attach the link as a transaction controller
         pub async fn attach<R>(
             self,
-            session: &mut SessionHandle<R>,
+            session: &SessionHandle<R>,
         ) -> Result<Controller, SenderAttachError> {
             use tokio::sync::Mutex;
 

@@ -75,7 +75,7 @@ impl Default for CreditMode {
 ///
 /// ```rust, ignore
 /// let mut receiver = Receiver::attach(
-///     &mut session,           // mutable reference to SessionHandle
+///     &session,               // a shared reference: links attach concurrently
 ///     "rust-receiver-link-1", // link name
 ///     "q1"                    // Source address
 /// ).await.unwrap();
@@ -232,13 +232,13 @@ impl Receiver {
     ///
     /// ```rust, ignore
     /// let mut receiver = Receiver::attach(
-    ///     &mut session,           // mutable reference to SessionHandle
+    ///     &session,               // a shared reference: links attach concurrently
     ///     "rust-receiver-link-1", // link name
     ///     "q1"                    // Source address
     /// ).await.unwrap();
     /// ```
     pub async fn attach<R>(
-        session: &mut SessionHandle<R>,
+        session: &SessionHandle<R>,
         name: impl Into<String>,
         addr: impl Into<Address>,
     ) -> Result<Receiver, ReceiverAttachError> {

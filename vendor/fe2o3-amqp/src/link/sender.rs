@@ -51,7 +51,7 @@ use fe2o3_amqp_types::messaging::{
 ///
 /// ```rust,ignore
 /// let mut sender = Sender::attach(
-///     &mut session,           // mutable reference to SessionHandle
+///     &session,               // a shared reference: links attach concurrently
 ///     "rust-sender-link-1",   // link name
 ///     "q1"                    // Target address
 /// ).await.unwrap();
@@ -184,14 +184,14 @@ impl Sender {
     ///
     /// ```rust,ignore
     /// let sender = Sender::attach(
-    ///     &mut session,           // mutable reference to SessionHandle
+    ///     &session,               // a shared reference: links attach concurrently
     ///     "rust-sender-link-1",   // link name
     ///     "q1"                    // Target address
     /// ).await.unwrap();
     /// ```
     ///
     pub async fn attach<R>(
-        session: &mut SessionHandle<R>,
+        session: &SessionHandle<R>,
         name: impl Into<String>,
         addr: impl Into<Address>,
     ) -> Result<Sender, SenderAttachError> {

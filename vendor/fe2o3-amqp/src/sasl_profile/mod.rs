@@ -153,6 +153,23 @@ impl SaslProfile {
         }
     }
 
+    /// The `sasl-init` a client may pipeline with its SASL header, before the peer's
+    /// `sasl-mechanisms`: for the mechanisms whose initial response needs nothing from
+    /// the peer (ANONYMOUS, PLAIN, EXTERNAL). The SCRAM mechanisms wait for the peer.
+    pub(crate) fn pipelined_init(&mut self, hostname: Option<&str>) -> Option<SaslInit> {
+        match self {
+            SaslProfile::Anonymous | SaslProfile::Plain { .. } | SaslProfile::External => {
+                Some(SaslInit {
+                    mechanism: self.mechanism(),
+                    initial_response: self.initial_response(),
+                    hostname: hostname.map(Into::into),
+                })
+            }
+            #[cfg(feature = "scram")]
+            _ => None,
+        }
+    }
+
     /// How a SASL profile should respond to a SASL frame
     #[cfg_attr(not(feature = "scram"), allow(unused_variables))]
     pub(crate) fn on_frame(

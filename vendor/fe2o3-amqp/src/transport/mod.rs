@@ -173,7 +173,7 @@ where
     pub async fn negotiate_sasl_header(
         // mut framed: Framed<Io, ProtocolHeaderCodec>,
         mut framed_write: FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
-        mut framed_read: FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
+        framed_read: FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
     ) -> Result<Self, NegotiationError> {
         #[cfg(feature = "tracing")]
         let span = tracing::span!(tracing::Level::TRACE, "SEND");
@@ -183,7 +183,14 @@ where
         #[cfg(feature = "log")]
         log::trace!("SEND proto_header = {:?}", proto_header);
         framed_write.send(proto_header).await?;
+        Self::negotiate_sasl_header_sent(framed_write, framed_read).await
+    }
 
+    /// Reads and checks the peer's SASL header once ours is sent.
+    async fn negotiate_sasl_header_sent(
+        framed_write: FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
+        mut framed_read: FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
+    ) -> Result<Self, NegotiationError> {
         #[cfg(feature = "tracing")]
         let span = tracing::span!(tracing::Level::TRACE, "RECV");
         let incoming_header = framed_read.next().await.ok_or_else(|| {
@@ -217,6 +224,39 @@ where
     }
 }
 
+impl<Io> Transport<Io, sasl::Frame>
+where
+    Io: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Performs the SASL header exchange with the client's `sasl-init` pipelined: the SASL
+    /// protocol header and `init` go out in one flight, before the peer's header and
+    /// `sasl-mechanisms` are read, which saves the client a round trip. The caller still
+    /// reads `sasl-mechanisms` (and must check that it offers the mechanism `init` chose)
+    /// but does not send `init` again.
+    ///
+    /// With `init` of `None` this is [`Transport::negotiate_sasl_header`].
+    pub async fn negotiate_sasl_header_with_pipelined_init(
+        mut framed_write: FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
+        framed_read: FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
+        init: Option<sasl::Frame>,
+    ) -> Result<Self, NegotiationError> {
+        let Some(init) = init else {
+            return Self::negotiate_sasl_header(framed_write, framed_read).await;
+        };
+        let mut encoded = BytesMut::new();
+        sasl::FrameCodec {}.encode(init, &mut encoded)?;
+        #[cfg(feature = "log")]
+        log::trace!("SEND SASL proto_header (pipelined with sasl-init)");
+        framed_write.feed(ProtocolHeader::sasl()).await?;
+        let mut framed_write =
+            framed_write.map_encoder(|_| length_delimited_encoder(MIN_MAX_FRAME_SIZE));
+        framed_write.send(encoded.freeze()).await?;
+        let framed_write = framed_write.map_encoder(|_| ProtocolHeaderCodec::new());
+        // The header is sent: reading and checking the peer's is what remains.
+        Self::negotiate_sasl_header_sent(framed_write, framed_read).await
+    }
+}
+
 impl<Io> Transport<Io, amqp::Frame>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -240,6 +280,70 @@ where
         let transport = Transport::bind_to_framed_codec(framed_write, framed_read, idle_timeout);
 
         Ok(transport)
+    }
+
+    /// Performs AMQP negotiation with a pipelined `open` (AMQP 1.0 part 2.4.1 and
+    /// figure 2.23, OPEN PIPE): the protocol header and the `open` frame go out in one
+    /// flight, before the peer's header is read, which saves the client a round trip.
+    ///
+    /// On success `local_state` is `OpenSent`: the caller waits for the peer's `open`
+    /// without sending its own again. An `open` that does not fit the minimum frame size
+    /// every peer accepts before negotiation (512 bytes) is not pipelined: the header is
+    /// exchanged first and `local_state` is `HeaderExchange`, as with
+    /// [`Transport::negotiate_amqp_header`].
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip_all))]
+    pub async fn negotiate_amqp_header_with_pipelined_open(
+        mut framed_write: FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
+        mut framed_read: FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
+        local_state: &mut ConnectionState,
+        idle_timeout: Option<Duration>,
+        open: &fe2o3_amqp_types::performatives::Open,
+    ) -> Result<Self, NegotiationError> {
+        let mut encoded = BytesMut::new();
+        let frame = amqp::Frame::new(0u16, amqp::FrameBody::Open(open.clone()));
+        amqp::FrameEncoder::new(MIN_MAX_FRAME_SIZE)
+            .encode(frame, &mut encoded)
+            .map_err(|e| NegotiationError::Io(io::Error::other(e.to_string())))?;
+        // The length prefix (4 bytes) counts towards the frame size.
+        if encoded.len() + 4 > MIN_MAX_FRAME_SIZE {
+            return Self::negotiate_amqp_header(
+                framed_write,
+                framed_read,
+                local_state,
+                idle_timeout,
+            )
+            .await;
+        }
+
+        let proto_header = ProtocolHeader::amqp();
+        if !matches!(local_state, ConnectionState::Start) {
+            return Err(NegotiationError::IllegalState);
+        }
+        #[cfg(feature = "tracing")]
+        tracing::trace!(?proto_header, "SEND (pipelined with open)");
+        #[cfg(feature = "log")]
+        log::trace!(
+            "SEND proto_header = {:?} (pipelined with open)",
+            proto_header
+        );
+        framed_write.feed(proto_header.clone()).await?;
+        *local_state = ConnectionState::HeaderSent;
+        let mut framed_write =
+            framed_write.map_encoder(|_| length_delimited_encoder(MIN_MAX_FRAME_SIZE));
+        framed_write.send(encoded.freeze()).await?;
+        *local_state = ConnectionState::OpenPipe;
+
+        let _ = read_and_compare_amqp_proto_header(&mut framed_read, local_state, &proto_header)
+            .await?;
+        *local_state = ConnectionState::OpenSent;
+
+        let decoder = length_delimited_decoder(MIN_MAX_FRAME_SIZE);
+        let framed_read = framed_read.map_decoder(|_| decoder);
+        Ok(Transport::bind_to_framed_codec(
+            framed_write,
+            framed_read,
+            idle_timeout,
+        ))
     }
 
     /// Change the max_frame_size for the transport length delimited encoder

@@ -1,0 +1,190 @@
+//! What the AMQP probe sends before the peer has answered (#19): the SASL header and
+//! `sasl-init` in one flight, the AMQP header and `open` in one flight, and the two `$cbs`
+//! links' attaches in one flight. The peer here is
+//! fe2o3-amqp's own frame codec driven by hand, so the test can hold back its answers and
+//! look at what has already arrived.
+
+use std::time::Duration;
+
+use edgeprobe_probes::amqp::{handshake, AmqpParams, AmqpSasl, CbsPutToken};
+use fe2o3_amqp::frames::amqp::{Frame, FrameBody};
+use fe2o3_amqp::frames::sasl;
+use fe2o3_amqp::transport::Transport;
+use fe2o3_amqp::types::definitions::{Handle, Role};
+use fe2o3_amqp::types::messaging::TargetArchetype;
+use fe2o3_amqp::types::performatives::{Begin, Open};
+use fe2o3_amqp::types::primitives::{Array, Symbol};
+use fe2o3_amqp::types::sasl::{SaslCode, SaslMechanisms, SaslOutcome};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::time::{timeout, Instant};
+
+const HEADER: &[u8; 8] = b"AMQP\x00\x01\x00\x00";
+
+const SASL_HEADER: &[u8; 8] = b"AMQP\x03\x01\x00\x00";
+
+fn params(sasl: AmqpSasl) -> AmqpParams {
+    AmqpParams {
+        hostname: "hub.lab".into(),
+        container_id: "dev1".into(),
+        sasl,
+        cbs: Some(CbsPutToken {
+            audience: "hub.lab/devices/dev1".into(),
+            token: "SharedAccessSignature sr=hub.lab%2Fdevices%2Fdev1&sig=x&se=1".into(),
+        }),
+        link_address: Some("/devices/dev1/messages/events".into()),
+    }
+}
+
+/// The next frame from the probe, which must already be on its way: the peer has not
+/// answered what the probe sent before it.
+async fn next(transport: &mut Transport<DuplexStream, Frame>) -> Frame {
+    timeout(Duration::from_secs(5), transport.next())
+        .await
+        .expect("the probe sent it without waiting for an answer")
+        .expect("a frame, not the end of the stream")
+        .expect("a well-formed AMQP frame")
+}
+
+fn open() -> Frame {
+    Frame::new(
+        0u16,
+        FrameBody::Open(Open {
+            container_id: "peer".into(),
+            hostname: None,
+            max_frame_size: Default::default(),
+            channel_max: Default::default(),
+            idle_time_out: None,
+            outgoing_locales: None,
+            incoming_locales: None,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: None,
+        }),
+    )
+}
+
+fn begin_reply() -> Frame {
+    Frame::new(
+        0u16,
+        FrameBody::Begin(Begin {
+            remote_channel: Some(0),
+            next_outgoing_id: 0,
+            incoming_window: 2048,
+            outgoing_window: 2048,
+            handle_max: Handle(u32::MAX),
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: None,
+        }),
+    )
+}
+
+/// Plays SASL ANONYMOUS: the client's `sasl-init` must arrive before the peer says
+/// anything. Returns the stream, ready for the AMQP header.
+async fn sasl_anonymous(mut server: DuplexStream) -> DuplexStream {
+    let mut header = [0u8; 8];
+    server.read_exact(&mut header).await.unwrap();
+    assert_eq!(&header, SASL_HEADER);
+    let mut sasl = Transport::<_, sasl::Frame>::bind(server, 512, None);
+    let init = timeout(Duration::from_secs(5), sasl.next())
+        .await
+        .expect("sasl-init sent without waiting for sasl-mechanisms")
+        .expect("a frame")
+        .expect("a SASL frame");
+    let sasl::Frame::Init(init) = init else {
+        panic!("expected sasl-init, got {init:?}");
+    };
+    assert_eq!(init.mechanism, Symbol::from("ANONYMOUS"));
+
+    let (mut write, read) = sasl.into_framed_codec();
+    write.get_mut().write_all(SASL_HEADER).await.unwrap();
+    let mut sasl = Transport::<_, sasl::Frame>::bind_to_framed_codec(write, read, None);
+    let mechanisms = SaslMechanisms {
+        sasl_server_mechanisms: Array(vec![Symbol::from("ANONYMOUS")]),
+    };
+    sasl.send(sasl::Frame::Mechanisms(mechanisms))
+        .await
+        .unwrap();
+    let outcome = SaslOutcome {
+        code: SaslCode::Ok,
+        additional_data: None,
+    };
+    sasl.send(sasl::Frame::Outcome(outcome)).await.unwrap();
+    let (write, read) = sasl.into_framed_codec();
+    assert!(read.read_buffer().is_empty(), "nothing before the outcome");
+    read.into_inner().unsplit(write.into_inner())
+}
+
+async fn flights(sasl: AmqpSasl) {
+    let anonymous = matches!(sasl, AmqpSasl::Anonymous);
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let probe = tokio::spawn(async move { handshake(client, &params(sasl), deadline).await });
+    let mut server = if anonymous {
+        sasl_anonymous(server).await
+    } else {
+        server
+    };
+
+    let mut header = [0u8; 8];
+    server.read_exact(&mut header).await.unwrap();
+    assert_eq!(&header, HEADER);
+    // Our header is not sent yet: the probe's `open` must come anyway.
+    let mut transport = Transport::<_, Frame>::bind(server, 512, None);
+    let first = next(&mut transport).await;
+    assert!(
+        matches!(first.body, FrameBody::Open(ref o) if o.container_id == "dev1"),
+        "{first:?}"
+    );
+
+    let (mut write, read) = transport.into_framed_codec();
+    write.get_mut().write_all(HEADER).await.unwrap();
+    let mut transport = Transport::bind_to_framed_codec(write, read, None);
+    transport.send(open()).await.unwrap();
+
+    let begin = next(&mut transport).await;
+    assert!(matches!(begin.body, FrameBody::Begin(_)), "{begin:?}");
+    transport.send(begin_reply()).await.unwrap();
+
+    // The $cbs sender's and receiver's attaches, the second before the first is answered.
+    let mut roles = Vec::new();
+    for _ in 0..2 {
+        let frame = next(&mut transport).await;
+        let FrameBody::Attach(attach) = frame.body else {
+            panic!("expected an attach, got {frame:?}");
+        };
+        let sender = matches!(attach.role, Role::Sender);
+        roles.push(if sender { "sender" } else { "receiver" });
+        let node = match attach.role {
+            Role::Sender => attach.target.and_then(|t| match *t {
+                TargetArchetype::Target(t) => t.address,
+                #[allow(unreachable_patterns)]
+                _ => None,
+            }),
+            Role::Receiver => attach.source.and_then(|s| s.address.clone()),
+        };
+        assert_eq!(node.as_deref(), Some("$cbs"), "{}", attach.name);
+    }
+    roles.sort();
+    assert_eq!(roles, ["receiver", "sender"]);
+
+    // The peer goes away; the probe says so by its deadline, without a panic.
+    drop(transport);
+    let trace = timeout(Duration::from_secs(15), probe)
+        .await
+        .expect("the probe ends")
+        .expect("no panic");
+    assert!(trace.open.result.is_ok(), "{trace:?}");
+    assert!(trace.auth.expect("auth was tried").result.is_err());
+}
+
+#[tokio::test]
+async fn the_header_and_open_go_in_one_flight_and_both_cbs_links_attach_in_another() {
+    flights(AmqpSasl::None).await;
+}
+
+#[tokio::test]
+async fn with_sasl_the_sasl_header_and_init_go_in_one_flight_too() {
+    flights(AmqpSasl::Anonymous).await;
+}
