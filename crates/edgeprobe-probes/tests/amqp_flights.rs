@@ -1,6 +1,6 @@
 //! What the AMQP probe sends before the peer has answered (#19): the SASL header and
-//! `sasl-init` in one flight, the AMQP header and `open` in one flight, and the two `$cbs`
-//! links' attaches in one flight. The peer here is
+//! `sasl-init` in one flight; the AMQP header, `open` and `begin` in one flight; and the two
+//! `$cbs` links' attaches in one flight. The peer here is
 //! fe2o3-amqp's own frame codec driven by hand, so the test can hold back its answers and
 //! look at what has already arrived.
 
@@ -12,7 +12,7 @@ use fe2o3_amqp::frames::sasl;
 use fe2o3_amqp::transport::Transport;
 use fe2o3_amqp::types::definitions::{Handle, Role};
 use fe2o3_amqp::types::messaging::TargetArchetype;
-use fe2o3_amqp::types::performatives::{Begin, Open};
+use fe2o3_amqp::types::performatives::{Begin, Flow, Open};
 use fe2o3_amqp::types::primitives::{Array, Symbol};
 use fe2o3_amqp::types::sasl::{SaslCode, SaslMechanisms, SaslOutcome};
 use futures_util::{SinkExt, StreamExt};
@@ -30,7 +30,11 @@ fn params(sasl: AmqpSasl) -> AmqpParams {
         sasl,
         cbs: Some(CbsPutToken {
             audience: "hub.lab/devices/dev1".into(),
-            token: "SharedAccessSignature sr=hub.lab%2Fdevices%2Fdev1&sig=x&se=1".into(),
+            // Longer than the 512-byte frames allowed before the peer's `open` is read.
+            token: format!(
+                "SharedAccessSignature sr=hub.lab%2Fdevices%2Fdev1&sig={}&se=1",
+                "x".repeat(900)
+            ),
         }),
         link_address: Some("/devices/dev1/messages/events".into()),
     }
@@ -138,22 +142,27 @@ async fn flights(sasl: AmqpSasl) {
         "{first:?}"
     );
 
+    // And the session's `begin` right behind it, still before any answer.
+    let begin = next(&mut transport).await;
+    assert!(matches!(begin.body, FrameBody::Begin(_)), "{begin:?}");
+
     let (mut write, read) = transport.into_framed_codec();
     write.get_mut().write_all(HEADER).await.unwrap();
     let mut transport = Transport::bind_to_framed_codec(write, read, None);
     transport.send(open()).await.unwrap();
-
-    let begin = next(&mut transport).await;
-    assert!(matches!(begin.body, FrameBody::Begin(_)), "{begin:?}");
     transport.send(begin_reply()).await.unwrap();
+    // Frames as large as our `open` allows (its default: no limit) from now on.
+    transport.set_decoder_max_frame_size(64 * 1024);
 
     // The $cbs sender's and receiver's attaches, the second before the first is answered.
     let mut roles = Vec::new();
+    let mut attaches = Vec::new();
     for _ in 0..2 {
         let frame = next(&mut transport).await;
         let FrameBody::Attach(attach) = frame.body else {
             panic!("expected an attach, got {frame:?}");
         };
+        attaches.push(attach.clone());
         let sender = matches!(attach.role, Role::Sender);
         roles.push(if sender { "sender" } else { "receiver" });
         let node = match attach.role {
@@ -169,6 +178,37 @@ async fn flights(sasl: AmqpSasl) {
     roles.sort();
     assert_eq!(roles, ["receiver", "sender"]);
 
+    // Answer both, give the sender credit: the put-token request comes in one transfer
+    // frame, longer than the 512 bytes allowed before the peer's `open` was read. The
+    // negotiated frame size reached the link although the session began before it was
+    // known.
+    for (handle, attach) in attaches.into_iter().enumerate() {
+        let sender = matches!(attach.role, Role::Sender);
+        let mut reply = attach;
+        reply.handle = Handle(handle as u32);
+        reply.role = if sender { Role::Receiver } else { Role::Sender };
+        reply.initial_delivery_count = (!sender).then_some(0);
+        transport
+            .send(Frame::new(0u16, FrameBody::Attach(reply)))
+            .await
+            .unwrap();
+        if sender {
+            transport.send(credit(handle as u32)).await.unwrap();
+        }
+    }
+    let transfer = loop {
+        let frame = next(&mut transport).await;
+        if let FrameBody::Transfer {
+            performative,
+            payload,
+        } = frame.body
+        {
+            break (performative, payload);
+        }
+    };
+    assert!(!transfer.0.more, "split into frames: {:?}", transfer.0);
+    assert!(transfer.1.len() > 512, "{} bytes", transfer.1.len());
+
     // The peer goes away; the probe says so by its deadline, without a panic.
     drop(transport);
     let trace = timeout(Duration::from_secs(15), probe)
@@ -179,8 +219,27 @@ async fn flights(sasl: AmqpSasl) {
     assert!(trace.auth.expect("auth was tried").result.is_err());
 }
 
+fn credit(handle: u32) -> Frame {
+    Frame::new(
+        0u16,
+        FrameBody::Flow(Flow {
+            next_incoming_id: Some(0),
+            incoming_window: 2048,
+            next_outgoing_id: 0,
+            outgoing_window: 2048,
+            handle: Some(Handle(handle)),
+            delivery_count: Some(0),
+            link_credit: Some(10),
+            available: None,
+            drain: false,
+            echo: false,
+            properties: None,
+        }),
+    )
+}
+
 #[tokio::test]
-async fn the_header_and_open_go_in_one_flight_and_both_cbs_links_attach_in_another() {
+async fn header_open_and_begin_go_in_one_flight_and_both_cbs_links_attach_in_another() {
     flights(AmqpSasl::None).await;
 }
 

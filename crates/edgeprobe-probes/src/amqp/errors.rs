@@ -186,26 +186,60 @@ pub(super) fn begin_error(e: BeginError) -> AmqpError {
     }
 }
 
-pub(super) fn classify_open_error(e: OpenError, tap: &Heard, sasl: &str) -> AmqpError {
-    if let Some(preview) = tap.non_amqp_preview() {
-        return not_amqp(&preview);
+/// The session's `begin` failed before the peer's `open` arrived: with the open pipelined,
+/// that is the peer's answer to our `open`, named as [`classify_open_error`] names it.
+pub(super) fn open_refused(e: BeginError, tap: &Heard, sasl: &str) -> AmqpError {
+    if let Some(error) = heard_wrong_header(tap, sasl) {
+        return error;
     }
-    // fe2o3 reports a header mismatch as `ProtocolHeaderMismatch` on the SASL path
-    // but as `NotImplemented` on the plain AMQP path, so look at the bytes instead.
+    match e {
+        BeginError::ConnectionStopped(ConnectionStopReason::RemoteClosedWithError(e)) => {
+            let mut error = remote_error("AMQP open", &e);
+            if error.kind == AmqpErrorKind::Other {
+                error.kind = AmqpErrorKind::Closed;
+            }
+            error
+        }
+        BeginError::ConnectionStopped(ConnectionStopReason::RemoteClosed) => err(
+            AmqpErrorKind::Closed,
+            "peer closed the connection during AMQP open",
+        ),
+        BeginError::ConnectionStopped(_) if tap.total() == 0 => err(
+            AmqpErrorKind::Closed,
+            "peer closed the connection before sending an AMQP protocol header",
+        ),
+        BeginError::ConnectionStopped(_) => err(
+            AmqpErrorKind::Closed,
+            "peer closed the connection before completing AMQP open",
+        ),
+        other => err(AmqpErrorKind::Other, format!("AMQP open failed: {other}")),
+    }
+}
+
+/// What the first bytes say, whatever error fe2o3 made of them: not AMQP at all, or the
+/// other protocol header (SASL where none was configured, or the reverse). fe2o3 reports
+/// a header mismatch as `ProtocolHeaderMismatch` on the SASL path, as `NotImplemented` on
+/// the plain AMQP path, and after a pipelined open as a stopped connection.
+fn heard_wrong_header(tap: &Heard, sasl: &str) -> Option<AmqpError> {
+    if let Some(preview) = tap.non_amqp_preview() {
+        return Some(not_amqp(&preview));
+    }
     match (tap.first_header_id(), sasl) {
-        (Some(3), "none") => {
-            return err(
-                AmqpErrorKind::Other,
-                "peer requires SASL but none was configured",
-            )
-        }
-        (Some(0), s) if s != "none" => {
-            return err(
-                AmqpErrorKind::Other,
-                "peer does not support SASL (it answered with a plain AMQP header)",
-            )
-        }
-        _ => {}
+        (Some(3), "none") => Some(err(
+            AmqpErrorKind::Other,
+            "peer requires SASL but none was configured",
+        )),
+        (Some(0), s) if s != "none" => Some(err(
+            AmqpErrorKind::Other,
+            "peer does not support SASL (it answered with a plain AMQP header)",
+        )),
+        _ => None,
+    }
+}
+
+pub(super) fn classify_open_error(e: OpenError, tap: &Heard, sasl: &str) -> AmqpError {
+    if let Some(error) = heard_wrong_header(tap, sasl) {
+        return error;
     }
     match e {
         OpenError::ProtocolHeaderMismatch(header) => err(

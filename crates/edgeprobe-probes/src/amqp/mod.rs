@@ -199,60 +199,73 @@ where
         duration: started.elapsed(),
         result,
     };
-    let mut connection = match timeout_at(deadline, builder.open_with_stream(stream)).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(OpenError::SaslError {
-            code: SaslCode::Auth,
-            ..
-        })) if plain => {
-            // SASL worked and answered: the protocol is fine, the credentials are not.
-            let open = step(Ok(detail(&[("sasl", "rejected")])));
-            let auth = Step {
-                duration: Duration::ZERO,
-                result: Err(err(
-                    AmqpErrorKind::Unauthorized,
-                    "SASL PLAIN credentials rejected by the peer (sasl-outcome auth)",
-                )),
-            };
-            return AmqpTrace {
-                open,
-                auth: Some(auth),
-            };
-        }
-        Ok(Err(e)) => {
-            return AmqpTrace {
-                open: step(Err(classify_open_error(e, &tap, sasl_name))),
-                auth: None,
+    // Pipelined: `open_with_stream_pipelined` returns once the SASL exchange is done and our
+    // AMQP header and `open` are sent; the session's `begin` follows in the same flight, and
+    // the peer's `open` (or its refusal) comes back with or before its `begin`.
+    let mut connection =
+        match timeout_at(deadline, builder.open_with_stream_pipelined(stream)).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(OpenError::SaslError {
+                code: SaslCode::Auth,
+                ..
+            })) if plain => {
+                // SASL worked and answered: the protocol is fine, the credentials are not.
+                let open = step(Ok(detail(&[("sasl", "rejected")])));
+                let auth = Step {
+                    duration: Duration::ZERO,
+                    result: Err(err(
+                        AmqpErrorKind::Unauthorized,
+                        "SASL PLAIN credentials rejected by the peer (sasl-outcome auth)",
+                    )),
+                };
+                return AmqpTrace {
+                    open,
+                    auth: Some(auth),
+                };
             }
-        }
-        Err(_) => {
-            let error = match tap.non_amqp_preview() {
-                Some(preview) => not_amqp(&preview),
-                None => timeout(tap.waiting_for(sasl_name != "none")),
-            };
-            return AmqpTrace {
-                open: step(Err(error)),
-                auth: None,
-            };
-        }
-    };
+            Ok(Err(e)) => {
+                return AmqpTrace {
+                    open: step(Err(classify_open_error(e, &tap, sasl_name))),
+                    auth: None,
+                }
+            }
+            Err(_) => {
+                let error = match tap.non_amqp_preview() {
+                    Some(preview) => not_amqp(&preview),
+                    None => timeout(tap.waiting_for(sasl_name != "none")),
+                };
+                return AmqpTrace {
+                    open: step(Err(error)),
+                    auth: None,
+                };
+            }
+        };
 
-    let mut open_detail = detail(&[("sasl", sasl_name)]);
-    if let Some(container) = tap.remote_container() {
-        open_detail.detail.push(("remote_container", container));
-    }
     let session = match timeout_at(deadline, Session::begin(&mut connection)).await {
         Ok(Ok(session)) => session,
         Ok(Err(e)) => {
-            let open = step(Err(begin_error(e)));
+            // Until the peer's `open` is in, a stop is its answer to our `open`.
+            let error = match tap.remote_container() {
+                None => open_refused(e, &tap, sasl_name),
+                Some(_) => begin_error(e),
+            };
+            let open = step(Err(error));
             close_connection(connection, deadline).await;
             return AmqpTrace { open, auth: None };
         }
         Err(_) => {
-            let open = step(Err(timeout("the session begin reply")));
+            let waiting = match tap.remote_container() {
+                None => tap.waiting_for(sasl_name != "none"),
+                Some(_) => "the session begin reply",
+            };
+            let open = step(Err(timeout(waiting)));
             return AmqpTrace { open, auth: None };
         }
     };
+    let mut open_detail = detail(&[("sasl", sasl_name)]);
+    if let Some(container) = tap.remote_container() {
+        open_detail.detail.push(("remote_container", container));
+    }
     open_detail.detail.push(("session", "begun".into()));
     let open = step(Ok(open_detail));
 

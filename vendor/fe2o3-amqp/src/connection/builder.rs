@@ -150,6 +150,10 @@ pub struct Builder<'a, Mode, Tls> {
 
     // type state marker
     marker: PhantomData<Mode>,
+
+    /// Return from `open` once the `open` frame is sent, without waiting for the peer's
+    /// (see [`Builder::open_with_stream_pipelined`]).
+    pipelined: bool,
 }
 
 impl<'a, Tls> From<Builder<'a, mode::ConnectorWithId, Tls>> for Open {
@@ -286,6 +290,7 @@ impl<Mode> Builder<'_, Mode, ()> {
             alt_tls_estab: false,
 
             marker: PhantomData,
+            pipelined: false,
         }
     }
 }
@@ -319,6 +324,7 @@ impl<'a, Tls> Builder<'a, mode::ConnectorNoId, Tls> {
             alt_tls_estab: self.alt_tls_estab,
 
             marker: PhantomData,
+            pipelined: self.pipelined,
         }
     }
 }
@@ -383,6 +389,7 @@ impl<'a, Mode, Tls> Builder<'a, Mode, Tls> {
                 alt_tls_estab: self.alt_tls_estab,
 
                 marker: PhantomData,
+                pipelined: self.pipelined,
             }
         }
     }
@@ -447,6 +454,7 @@ impl<'a, Mode, Tls> Builder<'a, Mode, Tls> {
                     alt_tls_estab: self.alt_tls_estab,
 
                     marker: PhantomData,
+                    pipelined: self.pipelined,
                 }
             }
         }
@@ -768,24 +776,57 @@ impl<Tls> Builder<'_, mode::ConnectorWithId, Tls> {
             .idle_time_out
             .map(|millis| Duration::from_millis(millis as u64));
         let buffer_size = self.buffer_size;
+        let pipelined = self.pipelined;
         let local_open = Open::from(self);
-        // The header and the `open` go out together; the engine then only waits for the
-        // peer's `open` (`local_state` is `OpenSent`).
-        let transport = Transport::negotiate_amqp_header_with_pipelined_open(
-            framed_write,
-            framed_read,
-            &mut local_state,
-            idle_timeout,
-            &local_open,
-        )
-        .await?;
+        // The header and the `open` go out together. Pipelined, nothing is read here: the
+        // transport checks the peer's header before its first frame, and the engine meets
+        // the peer's `open` in its event loop. Otherwise the peer's header is read here and
+        // the engine waits for its `open` (`local_state` is `OpenSent` either way, unless
+        // the `open` was too large to go before the peer's header).
+        let (transport, engine_waits) = if pipelined {
+            match Transport::pipeline_amqp_header_and_open(
+                framed_write,
+                framed_read,
+                &mut local_state,
+                idle_timeout,
+                &local_open,
+            )
+            .await?
+            {
+                Ok(transport) => (transport, false),
+                Err((framed_write, framed_read)) => {
+                    let transport = Transport::negotiate_amqp_header(
+                        framed_write,
+                        framed_read,
+                        &mut local_state,
+                        idle_timeout,
+                    )
+                    .await?;
+                    (transport, true)
+                }
+            }
+        } else {
+            let transport = Transport::negotiate_amqp_header_with_pipelined_open(
+                framed_write,
+                framed_read,
+                &mut local_state,
+                idle_timeout,
+                &local_open,
+            )
+            .await?;
+            (transport, true)
+        };
 
         // Create channels
         let (control_tx, control_rx) = mpsc::channel(DEFAULT_CONTROL_CHAN_BUF);
         let (outgoing_tx, outgoing_rx) = mpsc::channel(buffer_size);
         let connection = Connection::new(local_state, local_open);
 
-        let engine = ConnectionEngine::open(transport, connection, control_rx, outgoing_rx).await?;
+        let engine = if engine_waits {
+            ConnectionEngine::open(transport, connection, control_rx, outgoing_rx).await?
+        } else {
+            ConnectionEngine::pipelined(transport, connection, control_rx, outgoing_rx)
+        };
         (spawn_engine_fn)(engine, control_tx, outgoing_tx)
     }
 }
@@ -951,6 +992,28 @@ cfg_not_wasm32! {
             let stream = TcpStream::connect(&*addr).await?; // std::io::Error
 
             self.open_with_stream(stream).await
+        }
+
+        /// Opens on an established stream (the `"amqp"` scheme: TLS, if any, is the
+        /// caller's, as with `alt_tls_establishment`) and returns as soon as the SASL
+        /// exchange, if any, is done and the AMQP header and `open` are sent, without
+        /// waiting for the peer's `open`. A session begun on the handle right away sends its
+        /// `begin`, and its links their `attach`es, in the same flight (AMQP 1.0 part 2.4.1,
+        /// pipelined open), which saves a round trip.
+        ///
+        /// The peer's `open` then arrives in the connection's event loop. If the peer closes
+        /// instead, the connection stops and the session's `begin` (or a link's `attach`)
+        /// fails with `ConnectionStopped`, carrying the peer's error. Failures before the
+        /// `open` is sent (the protocol header, SASL) are returned here as before.
+        pub async fn open_with_stream_pipelined<Io>(
+            mut self,
+            stream: Io,
+        ) -> Result<ConnectionHandle<()>, OpenError>
+        where
+            Io: AsyncRead + AsyncWrite + std::fmt::Debug + SendBound + Unpin + 'static,
+        {
+            self.pipelined = true;
+            self.connect_with_stream(stream, spawn_engine).await
         }
 
         /// Open with an IO that implements `AsyncRead` and `AsyncWrite`.
@@ -1374,7 +1437,7 @@ cfg_not_wasm32! {
         Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
     {
         let connection_stop_reason = engine.connection_stop_reason().clone();
-        let max_frame_size = engine.max_frame_size();
+        let max_frame_size = engine.max_frame_size_cell();
         let (handle, outcome) = engine.spawn();
 
         let connection_handle = ConnectionHandle {
@@ -1403,7 +1466,7 @@ cfg_wasm32! {
         Io: AsyncRead + AsyncWrite + std::fmt::Debug + Unpin + 'static,
     {
         let connection_stop_reason = engine.connection_stop_reason().clone();
-        let max_frame_size = engine.max_frame_size();
+        let max_frame_size = engine.max_frame_size_cell();
         let (handle, outcome) = engine.spawn_on_local_set(local_set);
 
         let connection_handle = ConnectionHandle {
@@ -1429,7 +1492,7 @@ cfg_wasm32! {
         Io: AsyncRead + AsyncWrite + std::fmt::Debug + Unpin + 'static,
     {
         let connection_stop_reason = engine.connection_stop_reason().clone();
-        let max_frame_size = engine.max_frame_size();
+        let max_frame_size = engine.max_frame_size_cell();
         let (handle, outcome) = engine.spawn_local();
 
         let connection_handle = ConnectionHandle {

@@ -2,6 +2,7 @@
 //! transferring frames/messages over channels
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub(crate) struct ConnectionEngine<Io, C> {
     control: Receiver<ConnectionControl>,
     outgoing_session_frames: Receiver<SessionFrame>,
     heartbeat: HeartBeat,
+    /// The negotiated max frame size, shared with the handle (see `max_frame_size`)
+    max_frame_size_cell: Arc<AtomicUsize>,
 }
 
 impl<Io, C> ConnectionEngine<Io, C>
@@ -62,6 +65,26 @@ where
     /// i.e. before any `ConnectionHandle` is created.
     pub(crate) fn max_frame_size(&self) -> usize {
         self.transport.encoder_max_frame_size()
+    }
+
+    /// The cell the handle, the sessions and the links read the negotiated max frame
+    /// size from. With a pipelined open the handle exists before the peer's `open`
+    /// arrives; the engine stores the negotiated value when it does.
+    pub(crate) fn max_frame_size_cell(&self) -> Arc<AtomicUsize> {
+        self.max_frame_size_cell.clone()
+    }
+
+    /// Applies the peer's `open`: frame sizes both ways, and the shared cell.
+    fn apply_remote_max_frame_size(
+        &mut self,
+        remote_max_frame_size: usize,
+        local_max_frame_size: usize,
+    ) {
+        self.transport
+            .set_encoder_max_frame_size(remote_max_frame_size)
+            .set_decoder_max_frame_size(local_max_frame_size);
+        self.max_frame_size_cell
+            .store(self.max_frame_size(), Ordering::Release);
     }
 }
 
@@ -228,9 +251,7 @@ where
 
         // update transport setting
         let local_max_frame_size = self.connection.local_open().max_frame_size.0 as usize;
-        self.transport
-            .set_encoder_max_frame_size(remote_max_frame_size)
-            .set_decoder_max_frame_size(local_max_frame_size);
+        self.apply_remote_max_frame_size(remote_max_frame_size, local_max_frame_size);
 
         // Set heartbeat here because in pipelined-open, the Open frame
         // may be recved after mux loop is started
@@ -245,6 +266,25 @@ where
         Ok(())
     }
 
+    /// The engine of a connection whose `open` is sent (`OpenSent`) but whose peer's
+    /// `open` has not arrived: the event loop handles it (a pipelined open).
+    pub(crate) fn pipelined(
+        transport: Transport<Io, amqp::Frame>,
+        connection: C,
+        control: Receiver<ConnectionControl>,
+        outgoing_session_frames: Receiver<SessionFrame>,
+    ) -> Self {
+        let max_frame_size_cell = Arc::new(AtomicUsize::new(transport.encoder_max_frame_size()));
+        Self {
+            transport,
+            connection,
+            control,
+            outgoing_session_frames,
+            heartbeat: HeartBeat::never(),
+            max_frame_size_cell,
+        }
+    }
+
     /// Open Connection without starting the Engine::event_loop()
     pub(crate) async fn open(
         transport: Transport<Io, amqp::Frame>,
@@ -252,13 +292,7 @@ where
         control: Receiver<ConnectionControl>,
         outgoing_session_frames: Receiver<SessionFrame>,
     ) -> Result<Self, OpenError> {
-        let mut engine = Self {
-            transport,
-            connection,
-            control,
-            outgoing_session_frames,
-            heartbeat: HeartBeat::never(),
-        };
+        let mut engine = Self::pipelined(transport, connection, control, outgoing_session_frames);
 
         match engine.open_inner().await {
             Ok(_) => Ok(engine),
@@ -329,7 +363,11 @@ where
         match body {
             FrameBody::Open(open) => {
                 let remote_idle_timeout = open.idle_time_out;
+                let remote_max_frame_size = open.max_frame_size.0 as usize;
                 self.connection.on_incoming_open(channel, open)?;
+                // A pipelined open: the frame sizes are negotiated now.
+                let local_max_frame_size = self.connection.local_open().max_frame_size.0 as usize;
+                self.apply_remote_max_frame_size(remote_max_frame_size, local_max_frame_size);
 
                 // Set heartbeat here because in pipelined-open, the Open frame
                 // may be recved after mux loop is started
@@ -459,8 +497,11 @@ where
         match self.connection.local_state() {
             // The drain during the close exchange runs while the state is
             // `CloseReceived`; the buffered frames are flushed as part of
-            // closing the connection.
-            ConnectionState::Opened | ConnectionState::CloseReceived => {}
+            // closing the connection. With a pipelined open, a session's frames
+            // follow our `open` before the peer's has arrived (`OpenSent`).
+            ConnectionState::Opened
+            | ConnectionState::CloseReceived
+            | ConnectionState::OpenSent => {}
             _ => return Err(ConnectionInnerError::IllegalState),
         }
 

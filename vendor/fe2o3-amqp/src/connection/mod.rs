@@ -3,7 +3,10 @@
 use std::{
     cmp::min,
     collections::HashMap,
-    sync::{Arc, OnceLock},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, OnceLock,
+    },
 };
 
 use fe2o3_amqp_types::{
@@ -97,8 +100,9 @@ pub struct ConnectionHandle<R> {
     /// Why the connection stopped, shared with the sessions
     pub(crate) connection_stop_reason: Arc<OnceLock<ConnectionStopReason>>,
     /// The negotiated max frame size (encoder max frame length), shared with
-    /// the sessions and the links
-    pub(crate) max_frame_size: usize,
+    /// the sessions and the links; the engine updates it when the peer's `open`
+    /// arrives after the handle was made (a pipelined open)
+    pub(crate) max_frame_size: Arc<AtomicUsize>,
     pub(crate) session_listener: R,
 }
 
@@ -140,7 +144,7 @@ impl<R> ConnectionHandle<R> {
     /// The negotiated max frame size (encoder max frame length) of this
     /// connection
     pub(crate) fn max_frame_size(&self) -> usize {
-        self.max_frame_size
+        self.max_frame_size.load(Ordering::Acquire)
     }
 
     /// Tries to close the connection

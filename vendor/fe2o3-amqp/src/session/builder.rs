@@ -304,7 +304,6 @@ impl Builder {
 
             #[cfg(not(all(feature = "transaction", feature = "acceptor")))]
             let (engine_handle, outcome, session_stop_reason, max_frame_size) = {
-                let max_frame_size = connection.max_frame_size();
                 let session = self.into_session(
                     outgoing_channel,
                     local_state,
@@ -321,6 +320,9 @@ impl Builder {
                 )
                 .await?
                 .spawn();
+                // Read once the peer's `begin` is in: after a pipelined open, the peer's
+                // `open` (which came before its `begin`) has set the negotiated size.
+                let max_frame_size = connection.max_frame_size();
                 (handle, outcome, session_stop_reason, max_frame_size)
             };
 

@@ -49,6 +49,9 @@ pin_project! {
         idle_timeout: Option<IdleTimeout>,
         // frame type
         ftype: PhantomData<Ftype>,
+        // The peer's protocol header, still to be read and checked before its first frame
+        // (a pipelined open: see `Transport::pipeline_amqp_header_and_open`)
+        pending_header: Option<ProtocolHeader>,
     }
 }
 
@@ -98,6 +101,7 @@ where
             framed_read,
             idle_timeout,
             ftype: PhantomData,
+            pending_header: None,
         }
     }
 }
@@ -282,6 +286,54 @@ where
         Ok(transport)
     }
 
+    /// Sends the AMQP protocol header and the `open` frame in one flight and returns
+    /// without reading anything: the peer's protocol header is read and checked by the
+    /// transport itself before it yields the peer's first frame. So a session's `begin`
+    /// and its links' `attach`es can follow at once (AMQP 1.0 part 2.4.1, pipelined open).
+    ///
+    /// On success `local_state` is `OpenSent` (the transport stands for the header
+    /// exchange). An `open` larger than 512 bytes is not pipelined: `None` is returned
+    /// with both halves untouched, for [`Transport::negotiate_amqp_header`].
+    #[allow(clippy::type_complexity)]
+    pub async fn pipeline_amqp_header_and_open(
+        mut framed_write: FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
+        framed_read: FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
+        local_state: &mut ConnectionState,
+        idle_timeout: Option<Duration>,
+        open: &fe2o3_amqp_types::performatives::Open,
+    ) -> Result<
+        Result<
+            Self,
+            (
+                FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
+                FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
+            ),
+        >,
+        NegotiationError,
+    > {
+        let Some(encoded) = encode_open_for_pipelining(open)? else {
+            return Ok(Err((framed_write, framed_read)));
+        };
+        if !matches!(local_state, ConnectionState::Start) {
+            return Err(NegotiationError::IllegalState);
+        }
+        let proto_header = ProtocolHeader::amqp();
+        framed_write.feed(proto_header.clone()).await?;
+        *local_state = ConnectionState::HeaderSent;
+        let mut framed_write =
+            framed_write.map_encoder(|_| length_delimited_encoder(MIN_MAX_FRAME_SIZE));
+        framed_write.send(encoded).await?;
+        // OPEN PIPE; the transport reads the peer's header before any frame, so the
+        // connection proceeds as if the header exchange were done.
+        *local_state = ConnectionState::OpenSent;
+
+        let framed_read = framed_read.map_decoder(|_| length_delimited_decoder(MIN_MAX_FRAME_SIZE));
+        let mut transport =
+            Transport::bind_to_framed_codec(framed_write, framed_read, idle_timeout);
+        transport.pending_header = Some(proto_header);
+        Ok(Ok(transport))
+    }
+
     /// Performs AMQP negotiation with a pipelined `open` (AMQP 1.0 part 2.4.1 and
     /// figure 2.23, OPEN PIPE): the protocol header and the `open` frame go out in one
     /// flight, before the peer's header is read, which saves the client a round trip.
@@ -299,13 +351,7 @@ where
         idle_timeout: Option<Duration>,
         open: &fe2o3_amqp_types::performatives::Open,
     ) -> Result<Self, NegotiationError> {
-        let mut encoded = BytesMut::new();
-        let frame = amqp::Frame::new(0u16, amqp::FrameBody::Open(open.clone()));
-        amqp::FrameEncoder::new(MIN_MAX_FRAME_SIZE)
-            .encode(frame, &mut encoded)
-            .map_err(|e| NegotiationError::Io(io::Error::other(e.to_string())))?;
-        // The length prefix (4 bytes) counts towards the frame size.
-        if encoded.len() + 4 > MIN_MAX_FRAME_SIZE {
+        let Some(encoded) = encode_open_for_pipelining(open)? else {
             return Self::negotiate_amqp_header(
                 framed_write,
                 framed_read,
@@ -313,7 +359,7 @@ where
                 idle_timeout,
             )
             .await;
-        }
+        };
 
         let proto_header = ProtocolHeader::amqp();
         if !matches!(local_state, ConnectionState::Start) {
@@ -330,7 +376,7 @@ where
         *local_state = ConnectionState::HeaderSent;
         let mut framed_write =
             framed_write.map_encoder(|_| length_delimited_encoder(MIN_MAX_FRAME_SIZE));
-        framed_write.send(encoded.freeze()).await?;
+        framed_write.send(encoded).await?;
         *local_state = ConnectionState::OpenPipe;
 
         let _ = read_and_compare_amqp_proto_header(&mut framed_read, local_state, &proto_header)
@@ -382,6 +428,54 @@ where
 }
 
 /// Creates a LengthDelimitedCodec that can handle the AMQP and SASL frames
+/// The `open` frame's bytes (without the length prefix) if the frame fits the 512 bytes
+/// every peer accepts before negotiation, so that it can be sent before the peer's header.
+fn encode_open_for_pipelining(
+    open: &fe2o3_amqp_types::performatives::Open,
+) -> Result<Option<Bytes>, NegotiationError> {
+    let mut encoded = BytesMut::new();
+    let frame = amqp::Frame::new(0u16, amqp::FrameBody::Open(open.clone()));
+    amqp::FrameEncoder::new(MIN_MAX_FRAME_SIZE)
+        .encode(frame, &mut encoded)
+        .map_err(|e| NegotiationError::Io(io::Error::other(e.to_string())))?;
+    // The length prefix (4 bytes) counts towards the frame size.
+    Ok((encoded.len() + 4 <= MIN_MAX_FRAME_SIZE).then(|| encoded.freeze()))
+}
+
+/// Reads the peer's protocol header, still pending after a pipelined open, straight into
+/// the frame reader's buffer (no further: the frame reader reads its frames itself), and
+/// checks it. `Ready(Ok(false))` is the end of the stream before a whole header.
+fn poll_pending_header<R: AsyncRead + Unpin>(
+    framed_read: &mut FramedRead<R, LengthDelimitedCodec>,
+    expected: &ProtocolHeader,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<bool, Error>> {
+    const LEN: usize = 8;
+    while framed_read.read_buffer().len() < LEN {
+        let mut chunk = [0u8; LEN];
+        let need = LEN - framed_read.read_buffer().len();
+        let mut buf = tokio::io::ReadBuf::new(&mut chunk[..need]);
+        match std::pin::Pin::new(framed_read.get_mut()).poll_read(cx, &mut buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(())) => framed_read
+                .read_buffer_mut()
+                .extend_from_slice(buf.filled()),
+        }
+    }
+    let got = framed_read.read_buffer_mut().split_to(LEN);
+    let expected: [u8; LEN] = expected.clone().into();
+    if got[..] != expected[..] {
+        return Poll::Ready(Err(Error::NotImplemented(Some(format!(
+            "Expecting protocol header {:?}, found {:?}",
+            expected,
+            &got[..]
+        )))));
+    }
+    Poll::Ready(Ok(true))
+}
+
 fn length_delimited_encoder(max_frame_size: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .big_endian()
@@ -599,7 +693,24 @@ where
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        let this = self.project();
+        let mut this = self.project();
+
+        // After a pipelined open, the peer's protocol header comes first.
+        if let Some(expected) = this.pending_header.as_ref() {
+            match poll_pending_header(this.framed_read.as_mut().get_mut(), expected, cx) {
+                Poll::Pending => {
+                    if let Some(delay) = this.idle_timeout.as_pin_mut() {
+                        if delay.poll(cx).is_ready() {
+                            return Poll::Ready(Some(Err(Error::IdleTimeoutElapsed)));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(false)) => return Poll::Ready(None),
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Ok(true)) => *this.pending_header = None,
+            }
+        }
 
         // First poll codec
         match this.framed_read.poll_next(cx) {
