@@ -43,7 +43,7 @@ fn params(sasl: AmqpSasl) -> AmqpParams {
 /// The next frame from the probe, which must already be on its way: the peer has not
 /// answered what the probe sent before it.
 async fn next(transport: &mut Transport<DuplexStream, Frame>) -> Frame {
-    timeout(Duration::from_secs(5), transport.next())
+    timeout(Duration::from_secs(3), transport.next())
         .await
         .expect("the probe sent it without waiting for an answer")
         .expect("a frame, not the end of the stream")
@@ -91,7 +91,7 @@ async fn sasl_anonymous(mut server: DuplexStream) -> DuplexStream {
     server.read_exact(&mut header).await.unwrap();
     assert_eq!(&header, SASL_HEADER);
     let mut sasl = Transport::<_, sasl::Frame>::bind(server, 512, None);
-    let init = timeout(Duration::from_secs(5), sasl.next())
+    let init = timeout(Duration::from_secs(3), sasl.next())
         .await
         .expect("sasl-init sent without waiting for sasl-mechanisms")
         .expect("a frame")
@@ -123,7 +123,7 @@ async fn sasl_anonymous(mut server: DuplexStream) -> DuplexStream {
 async fn flights(sasl: AmqpSasl) {
     let anonymous = matches!(sasl, AmqpSasl::Anonymous);
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(4);
     let probe = tokio::spawn(async move { handshake(client, &params(sasl), deadline).await });
     let mut server = if anonymous {
         sasl_anonymous(server).await
@@ -209,9 +209,11 @@ async fn flights(sasl: AmqpSasl) {
     assert!(!transfer.0.more, "split into frames: {:?}", transfer.0);
     assert!(transfer.1.len() > 512, "{} bytes", transfer.1.len());
 
-    // The peer goes away; the probe says so by its deadline, without a panic.
+    // The peer goes away with the put-token unanswered. fe2o3-amqp keeps a sent message
+    // waiting for its outcome when the connection stops, so the probe ends at its deadline
+    // (a timeout), without a panic.
     drop(transport);
-    let trace = timeout(Duration::from_secs(15), probe)
+    let trace = timeout(Duration::from_secs(10), probe)
         .await
         .expect("the probe ends")
         .expect("no panic");
