@@ -254,12 +254,13 @@ tools_med=$(echo "$tools" | awk '{print $1}' | median)
 tools_detail=$(echo "$tools" | sort -n | awk -v m="$tools_med" '$1==m {print; exit}')
 delay_off
 # The slowest probe's minimum (tests/bench/roundtrips.py counts them): AMQP over WebSocket,
-# TCP 1 + TLS 1 + upgrade 1 + SASL 2 + open/begin/attach 1 + put-token 1 + telemetry attach 1.
-AMQP_RT=8
+# TCP 1 + TLS 1 + upgrade 1 + SASL 1 (init pipelined) + open/begin/attach 1 + put-token 1 +
+# telemetry attach 1.
+AMQP_RT=7
 bound=$((AMQP_RT * 2 * DELAY_MS))
 # The full check's longest chain of dependent round trips: the registry (7 on one kept-alive
 # connection, + 2 for a token service on a host of its own) then its data endpoint (3);
-# beside it the DPS lookup (3) then the hub's AMQP-WS (8).
+# beside it the DPS lookup (3) then the hub's AMQP-WS (7).
 FULL_RT=12
 full_bound=$((FULL_RT * 2 * DELAY_MS))
 {

@@ -16,9 +16,10 @@ import sys
 #   MQTT      TCP 1 + TLS 1.3 1 + CONNECT/CONNACK 1
 #   HTTPS     TCP 1 + TLS 1 + request 1
 #   MQTT-WS   TCP 1 + TLS 1 + upgrade 1 + CONNECT 1
-#   AMQP      TCP 1 + TLS 1 + SASL 2 (header + mechanisms, init + outcome) + open/begin/attach
-#             pipelined 1 + put-token 1 + telemetry attach 1; DPS (SASL PLAIN, no CBS, no
-#             link) stops after open/begin: 5
+#   AMQP      TCP 1 + TLS 1 + SASL 1 (header and init pipelined; mechanisms and outcome come
+#             back together) + open/begin/attach pipelined 1 + put-token 1 + telemetry
+#             attach 1; DPS (SASL PLAIN, no CBS, no link) stops after open/begin: 4. (Issue 19
+#             counted SASL as 1-2: with init pipelined, as the probe does, it is 1.)
 #   AMQP-WS   AMQP + upgrade 1
 #   registry  TCP 1 + TLS 1 + /v2/ 1 + token 1 + manifest list 1 + manifest 1 + blob HEAD 1,
 #             on one kept-alive connection (a token service on another host: + TCP + TLS)
@@ -26,11 +27,11 @@ MINIMUM = {
     "mqtt": 3,
     "https": 3,
     "mqtt-ws": 4,
-    "amqp": 7,
-    "amqp-ws": 8,
+    "amqp": 6,
+    "amqp-ws": 7,
     "registry": 7,
 }
-DPS_AMQP = {"amqp": 5, "amqp-ws": 6}
+DPS_AMQP = {"amqp": 4, "amqp-ws": 5}
 
 
 def minimum(check):
