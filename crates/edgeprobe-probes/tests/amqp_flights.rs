@@ -1,6 +1,6 @@
 //! What the AMQP probe sends before the peer has answered (#19): the SASL header and
-//! `sasl-init` in one flight; the AMQP header, `open` and `begin` in one flight; and the two
-//! `$cbs` links' attaches in one flight. The peer here is
+//! `sasl-init` in one flight; then the AMQP header, `open`, `begin` and the two `$cbs` links'
+//! attaches in one flight. The peer here is
 //! fe2o3-amqp's own frame codec driven by hand, so the test can hold back its answers and
 //! look at what has already arrived.
 
@@ -146,15 +146,7 @@ async fn flights(sasl: AmqpSasl) {
     let begin = next(&mut transport).await;
     assert!(matches!(begin.body, FrameBody::Begin(_)), "{begin:?}");
 
-    let (mut write, read) = transport.into_framed_codec();
-    write.get_mut().write_all(HEADER).await.unwrap();
-    let mut transport = Transport::bind_to_framed_codec(write, read, None);
-    transport.send(open()).await.unwrap();
-    transport.send(begin_reply()).await.unwrap();
-    // Frames as large as our `open` allows (its default: no limit) from now on.
-    transport.set_decoder_max_frame_size(64 * 1024);
-
-    // The $cbs sender's and receiver's attaches, the second before the first is answered.
+    // Then the $cbs sender's and receiver's attaches, still before any answer.
     let mut roles = Vec::new();
     let mut attaches = Vec::new();
     for _ in 0..2 {
@@ -178,9 +170,18 @@ async fn flights(sasl: AmqpSasl) {
     roles.sort();
     assert_eq!(roles, ["receiver", "sender"]);
 
+    // Now the peer answers: its header, `open` and `begin`, in one flight.
+    let (mut write, read) = transport.into_framed_codec();
+    write.get_mut().write_all(HEADER).await.unwrap();
+    let mut transport = Transport::bind_to_framed_codec(write, read, None);
+    transport.send(open()).await.unwrap();
+    transport.send(begin_reply()).await.unwrap();
+    // Frames as large as our `open` allows (its default: no limit) from now on.
+    transport.set_decoder_max_frame_size(64 * 1024);
+
     // Answer both, give the sender credit: the put-token request comes in one transfer
     // frame, longer than the 512 bytes allowed before the peer's `open` was read. The
-    // negotiated frame size reached the link although the session began before it was
+    // negotiated frame size reached the link although the link was made before it was
     // known.
     for (handle, attach) in attaches.into_iter().enumerate() {
         let sender = matches!(attach.role, Role::Sender);
@@ -241,7 +242,7 @@ fn credit(handle: u32) -> Frame {
 }
 
 #[tokio::test]
-async fn header_open_and_begin_go_in_one_flight_and_both_cbs_links_attach_in_another() {
+async fn header_open_begin_and_both_cbs_attaches_go_in_one_flight() {
     flights(AmqpSasl::None).await;
 }
 

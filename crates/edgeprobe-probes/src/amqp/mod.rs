@@ -241,15 +241,53 @@ where
             }
         };
 
-    let session = match timeout_at(deadline, Session::begin(&mut connection)).await {
+    // The session's `begin` follows the `open` at once, and the links' attaches follow the
+    // `begin` (pipelined: nothing waits for the peer here). The peer's `open` and `begin`
+    // then come back with the attaches' answers.
+    let session = match timeout_at(
+        deadline,
+        Session::builder().begin_pipelined(&mut connection),
+    )
+    .await
+    {
         Ok(Ok(session)) => session,
         Ok(Err(e)) => {
-            // Until the peer's `open` is in, a stop is its answer to our `open`.
+            let open = step(Err(open_refused(e, &tap, sasl_name)));
+            close_connection(connection, deadline).await;
+            return AmqpTrace { open, auth: None };
+        }
+        Err(_) => {
+            let open = step(Err(timeout(tap.waiting_for(sasl_name != "none"))));
+            return AmqpTrace { open, auth: None };
+        }
+    };
+    let wants_auth = params.cbs.is_some() || plain || params.link_address.is_some();
+    let begun = async {
+        let result = timeout_at(deadline, session.begun()).await;
+        (result, Instant::now())
+    };
+    let auth = async {
+        if !wants_auth {
+            return None;
+        }
+        let result = authorize(&session, params, plain, deadline).await;
+        Some((result, Instant::now()))
+    };
+    let ((begun, begun_at), auth) = tokio::join!(begun, auth);
+    let open_step = |result| Step {
+        duration: begun_at.saturating_duration_since(started),
+        result,
+    };
+    match begun {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            // Until the peer's `open` is in, a stop is its answer to our `open`; after it,
+            // the answer to our `begin`.
             let error = match tap.remote_container() {
                 None => open_refused(e, &tap, sasl_name),
                 Some(_) => begin_error(e),
             };
-            let open = step(Err(error));
+            let open = open_step(Err(error));
             close_connection(connection, deadline).await;
             return AmqpTrace { open, auth: None };
         }
@@ -258,27 +296,21 @@ where
                 None => tap.waiting_for(sasl_name != "none"),
                 Some(_) => "the session begin reply",
             };
-            let open = step(Err(timeout(waiting)));
+            let open = open_step(Err(timeout(waiting)));
             return AmqpTrace { open, auth: None };
         }
-    };
+    }
     let mut open_detail = detail(&[("sasl", sasl_name)]);
     if let Some(container) = tap.remote_container() {
         open_detail.detail.push(("remote_container", container));
     }
     open_detail.detail.push(("session", "begun".into()));
-    let open = step(Ok(open_detail));
-
-    let auth = if params.cbs.is_some() || plain || params.link_address.is_some() {
-        let auth_started = Instant::now();
-        let result = authorize(&session, params, plain, deadline).await;
-        Some(Step {
-            duration: auth_started.elapsed(),
-            result,
-        })
-    } else {
-        None
-    };
+    let open = open_step(Ok(open_detail));
+    // The auth step is what came after the session was begun.
+    let auth = auth.map(|(result, ended_at)| Step {
+        duration: ended_at.saturating_duration_since(begun_at),
+        result,
+    });
 
     // The answer is in: dropping the handles sends `end` and `close` without waiting for the
     // peer's replies (two round trips that prove nothing). fe2o3-amqp's engine task finishes

@@ -282,7 +282,8 @@ mod tests {
             outcome,
             outgoing,
             session_stop_reason: stop_reason_cell,
-            max_frame_size: 4096,
+            max_frame_size: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(4096)),
+            begun: None,
             link_listener,
         }
     }

@@ -328,7 +328,10 @@ impl SessionAcceptor {
             outcome,
             outgoing: outgoing_tx,
             session_stop_reason,
-            max_frame_size,
+            max_frame_size: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(
+                max_frame_size,
+            )),
+            begun: None,
             link_listener: link_listener_rx,
         };
         Ok(handle)
@@ -376,6 +379,7 @@ where
             incoming,
             outgoing,
             outgoing_link_frames,
+            begun: None,
         };
 
         // send a begin

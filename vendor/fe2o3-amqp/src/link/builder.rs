@@ -493,10 +493,7 @@ impl Builder<role::SenderMarker, Target, WithName, WithSource, WithTarget> {
     ///     .unwrap();
     /// ```
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self, session)))]
-    pub async fn attach<R>(
-        self,
-        session: &SessionHandle<R>,
-    ) -> Result<Sender, SenderAttachError> {
+    pub async fn attach<R>(self, session: &SessionHandle<R>) -> Result<Sender, SenderAttachError> {
         self.attach_inner(session)
             .await
             .map(|inner| Sender { inner })
@@ -583,7 +580,9 @@ where
             }
         }
 
-        // Attach completed, return Sender
+        // Attach completed. The frame size may have been negotiated meanwhile (a
+        // pipelined open: the peer's `open` came after this link was made).
+        link.max_frame_size = session.max_frame_size();
         let inner = SenderInner {
             link,
             buffer_size,

@@ -1382,7 +1382,8 @@ mod tests {
             outcome,
             outgoing: outgoing_tx,
             session_stop_reason: Arc::new(OnceLock::new()),
-            max_frame_size,
+            max_frame_size: Arc::new(std::sync::atomic::AtomicUsize::new(max_frame_size)),
+            begun: None,
             link_listener: (),
         }
     }

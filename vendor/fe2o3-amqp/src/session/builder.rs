@@ -303,7 +303,8 @@ impl Builder {
             };
 
             #[cfg(not(all(feature = "transaction", feature = "acceptor")))]
-            let (engine_handle, outcome, session_stop_reason, max_frame_size) = {
+            let (engine_handle, outcome, session_stop_reason, _max_frame_size) = {
+                let max_frame_size = connection.max_frame_size();
                 let session = self.into_session(
                     outgoing_channel,
                     local_state,
@@ -320,14 +321,11 @@ impl Builder {
                 )
                 .await?
                 .spawn();
-                // Read once the peer's `begin` is in: after a pipelined open, the peer's
-                // `open` (which came before its `begin`) has set the negotiated size.
-                let max_frame_size = connection.max_frame_size();
                 (handle, outcome, session_stop_reason, max_frame_size)
             };
 
             #[cfg(all(feature = "transaction", feature = "acceptor"))]
-            let (engine_handle, outcome, session_stop_reason, max_frame_size) = {
+            let (engine_handle, outcome, session_stop_reason, _max_frame_size) = {
                 let mut this = self;
                 match this.control_link_acceptor.take() {
                     Some(control_link_acceptor) => {
@@ -384,10 +382,65 @@ impl Builder {
                 outcome,
                 outgoing: outgoing_tx,
                 session_stop_reason,
-                max_frame_size,
+                max_frame_size: connection.max_frame_size.clone(),
+                begun: None,
                 link_listener: (),
             };
             Ok(handle)
+        }
+
+        /// Begins a new session without waiting for the peer's `begin`: returns once
+        /// ours is sent, so links attached on the handle right away go out in the same
+        /// flight (AMQP 1.0 part 2.5.1 allows frames on a session whose `begin` is
+        /// unanswered). [`SessionHandle::begun`] waits for the peer's `begin`. If the peer
+        /// refuses (`end` with an error, or the connection's refusal after a pipelined
+        /// open), the session stops: `begun` and the links' attaches fail with the reason.
+        #[cfg(not(all(feature = "transaction", feature = "acceptor")))]
+        pub async fn begin_pipelined(
+            self,
+            connection: &mut ConnectionHandle<()>,
+        ) -> Result<SessionHandle<()>, BeginError> {
+            let local_state = SessionState::Unmapped;
+            let (session_control_tx, session_control_rx) =
+                mpsc::channel::<SessionControl>(DEFAULT_SESSION_CONTROL_BUFFER_SIZE);
+            let (incoming_tx, incoming_rx) = mpsc::channel(self.buffer_size);
+            let (outgoing_tx, outgoing_rx) = mpsc::channel(self.buffer_size);
+            let outgoing_channel = match connection.allocate_session(incoming_tx).await {
+                Ok(channel) => channel,
+                Err(AllocSessionError::ChannelMaxReached) => {
+                    return Err(BeginError::LocalChannelMaxReached)
+                }
+                Err(other) => return Err(other.into()),
+            };
+            let session = self.into_session(
+                outgoing_channel,
+                local_state,
+                connection.connection_stop_reason.clone(),
+            );
+            let session_stop_reason = session.session_stop_reason().clone();
+            let (begun_tx, begun_rx) = tokio::sync::watch::channel(false);
+            let (engine_handle, outcome) = SessionEngine::begin_client_session_pipelined(
+                connection.control.clone(),
+                session,
+                session_control_rx,
+                incoming_rx,
+                connection.outgoing.clone(),
+                outgoing_rx,
+                begun_tx,
+            )
+            .await?
+            .spawn();
+            Ok(SessionHandle {
+                is_ended: false,
+                control: session_control_tx,
+                engine_handle,
+                outcome,
+                outgoing: outgoing_tx,
+                session_stop_reason,
+                max_frame_size: connection.max_frame_size.clone(),
+                begun: Some(begun_rx),
+                link_listener: (),
+            })
         }
     }
 
@@ -426,7 +479,7 @@ impl Builder {
                 },
             };
 
-            let (engine_handle, outcome, session_stop_reason, max_frame_size) = {
+            let (engine_handle, outcome, session_stop_reason, _max_frame_size) = {
                 let max_frame_size = connection.max_frame_size();
                 let session = self.into_session(
                     outgoing_channel,
@@ -454,7 +507,8 @@ impl Builder {
                 outcome,
                 outgoing: outgoing_tx,
                 session_stop_reason,
-                max_frame_size,
+                max_frame_size: connection.max_frame_size.clone(),
+                begun: None,
                 link_listener: (),
             };
             Ok(handle)
@@ -495,7 +549,7 @@ impl Builder {
                 },
             };
 
-            let (engine_handle, outcome, session_stop_reason, max_frame_size) = {
+            let (engine_handle, outcome, session_stop_reason, _max_frame_size) = {
                 let max_frame_size = connection.max_frame_size();
                 let session = self.into_session(
                     outgoing_channel,
@@ -523,7 +577,8 @@ impl Builder {
                 outcome,
                 outgoing: outgoing_tx,
                 session_stop_reason,
-                max_frame_size,
+                max_frame_size: connection.max_frame_size.clone(),
+                begun: None,
                 link_listener: (),
             };
             Ok(handle)

@@ -70,6 +70,10 @@ pub(crate) struct SessionEngine<S: Session> {
     pub outgoing: mpsc::Sender<SessionFrame>,
 
     pub outgoing_link_frames: mpsc::Receiver<LinkFrame>,
+
+    /// A pipelined begin: told `true` when the peer's `begin` is in (dropped unsent if the
+    /// engine stops before)
+    pub begun: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl<S> SessionEngine<S>
@@ -77,6 +81,30 @@ where
     S: endpoint::Session,
     BeginError: From<S::BeginError>,
 {
+    /// Sends the session's `begin` and returns without waiting for the peer's: the event
+    /// loop meets it, and tells `begun`. Links may attach meanwhile (pipelining).
+    pub(crate) async fn begin_client_session_pipelined(
+        conn_control: mpsc::Sender<ConnectionControl>,
+        session: S,
+        control: mpsc::Receiver<SessionControl>,
+        incoming: mpsc::Receiver<SessionIncomingItem>,
+        outgoing: mpsc::Sender<SessionFrame>,
+        outgoing_link_frames: mpsc::Receiver<LinkFrame>,
+        begun: tokio::sync::watch::Sender<bool>,
+    ) -> Result<Self, BeginError> {
+        let mut engine = Self {
+            conn_control,
+            session,
+            control,
+            incoming,
+            outgoing,
+            outgoing_link_frames,
+            begun: Some(begun),
+        };
+        engine.session.send_begin(&engine.outgoing).await?;
+        Ok(engine)
+    }
+
     pub(crate) async fn begin_client_session(
         conn_control: mpsc::Sender<ConnectionControl>,
         session: S,
@@ -92,6 +120,7 @@ where
             incoming,
             outgoing,
             outgoing_link_frames,
+            begun: None,
         };
 
         // send a begin
@@ -174,6 +203,9 @@ where
         match body {
             SessionFrameBody::Begin(begin) => {
                 self.session.on_incoming_begin(channel, begin)?;
+                if let Some(begun) = self.begun.take() {
+                    let _ = begun.send(true);
+                }
             }
             SessionFrameBody::Attach(attach) => {
                 self.session.on_incoming_attach(attach).await?;
@@ -407,8 +439,10 @@ where
         &mut self,
         frame: LinkFrame,
     ) -> Result<Running, SessionInnerError> {
-        match self.session.local_state() {
-            SessionState::Mapped => {}
+        match (self.session.local_state(), &frame) {
+            (SessionState::Mapped, _) => {}
+            // A pipelined begin: links attach (or give up) before the peer's `begin` is in.
+            (SessionState::BeginSent, LinkFrame::Attach(_) | LinkFrame::Detach(_)) => {}
             _ => return Err(SessionInnerError::IllegalState), // End session with illegal state
         }
 

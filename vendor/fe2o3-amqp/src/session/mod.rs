@@ -77,8 +77,11 @@ pub struct SessionHandle<R> {
     /// Why the session (or its connection) stopped, shared with the links
     pub(crate) session_stop_reason: Arc<OnceLock<SessionStopReason>>,
     /// The negotiated max frame size (encoder max frame length), shared from
-    /// the connection and with the links
-    pub(crate) max_frame_size: usize,
+    /// the connection (which learns it from the peer's `open`) and with the links
+    pub(crate) max_frame_size: Arc<std::sync::atomic::AtomicUsize>,
+    /// For a session begun with `begin_pipelined`: becomes `true` once the peer's
+    /// `begin` is in; `None` for a session begun the usual way
+    pub(crate) begun: Option<tokio::sync::watch::Receiver<bool>>,
     pub(crate) link_listener: R,
 }
 
@@ -119,6 +122,31 @@ impl<R> SessionHandle<R> {
     /// frames
     pub(crate) fn max_frame_size(&self) -> usize {
         self.max_frame_size
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until the peer's `begin` is in, for a session begun with
+    /// [`Builder::begin_pipelined`](crate::session::Builder::begin_pipelined); at once
+    /// for a session begun the usual way. Links may attach meanwhile.
+    pub async fn begun(&self) -> Result<(), BeginError> {
+        let Some(begun) = &self.begun else {
+            return Ok(());
+        };
+        let mut begun = begun.clone();
+        if begun.wait_for(|begun| *begun).await.is_ok() {
+            return Ok(());
+        }
+        // The engine stopped before the peer's `begin`: it recorded why.
+        Err(match self.session_stop_reason.get() {
+            Some(SessionStopReason::RemoteEndedWithError(e)) => {
+                BeginError::RemoteEndedWithError(e.clone())
+            }
+            Some(SessionStopReason::RemoteEnded) => BeginError::RemoteEnded,
+            Some(SessionStopReason::ConnectionStopped(reason)) => {
+                BeginError::ConnectionStopped(reason.clone())
+            }
+            _ => BeginError::IllegalState,
+        })
     }
 
     /// Checks if the underlying event loop has stopped
@@ -652,7 +680,8 @@ impl endpoint::Session for Session {
         link_relay: Option<LinkRelay<()>>, // TODO: why is this `Option`?
     ) -> Result<OutputHandle, Self::AllocError> {
         match &self.local_state {
-            SessionState::Mapped => {}
+            // A pipelined begin: links may attach before the peer's `begin` is in.
+            SessionState::Mapped | SessionState::BeginSent => {}
             _ => {
                 return Err(match self.session_stop_reason.get() {
                     // The session (or its connection) stopped; the reason is
