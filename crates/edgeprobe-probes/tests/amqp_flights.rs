@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
-use edgeprobe_probes::amqp::{handshake, AmqpParams, AmqpSasl, CbsPutToken};
+use edgeprobe_probes::amqp::{handshake, AmqpErrorKind, AmqpParams, AmqpSasl, CbsPutToken};
 use fe2o3_amqp::frames::amqp::{Frame, FrameBody};
 use fe2o3_amqp::frames::sasl;
 use fe2o3_amqp::transport::Transport;
-use fe2o3_amqp::types::definitions::{Handle, Role};
+use fe2o3_amqp::types::definitions::{self, AmqpError, Handle, Role};
 use fe2o3_amqp::types::messaging::TargetArchetype;
-use fe2o3_amqp::types::performatives::{Begin, Flow, Open};
+use fe2o3_amqp::types::performatives::{Begin, Close, Flow, Open};
 use fe2o3_amqp::types::primitives::{Array, Symbol};
 use fe2o3_amqp::types::sasl::{SaslCode, SaslMechanisms, SaslOutcome};
 use futures_util::{SinkExt, StreamExt};
@@ -249,4 +249,59 @@ async fn header_open_begin_and_both_cbs_attaches_go_in_one_flight() {
 #[tokio::test]
 async fn with_sasl_the_sasl_header_and_init_go_in_one_flight_too() {
     flights(AmqpSasl::Anonymous).await;
+}
+
+/// A peer that refuses the connection (`close` with an error instead of `open`) while the
+/// probe's `begin` and attaches are already on their way: the refusal is the open's, named
+/// with the peer's condition, not a link's or the session's.
+#[tokio::test]
+async fn a_refused_open_is_named_as_the_open_s_refusal_though_begin_and_attaches_were_sent() {
+    let (client, mut server) = tokio::io::duplex(64 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let probe =
+        tokio::spawn(async move { handshake(client, &params(AmqpSasl::None), deadline).await });
+    let mut header = [0u8; 8];
+    server.read_exact(&mut header).await.unwrap();
+    let mut transport = Transport::<_, Frame>::bind(server, 512, None);
+    for expected in ["open", "begin", "attach", "attach"] {
+        let frame = next(&mut transport).await;
+        let got = match frame.body {
+            FrameBody::Open(_) => "open",
+            FrameBody::Begin(_) => "begin",
+            FrameBody::Attach(_) => "attach",
+            _ => "something else",
+        };
+        assert_eq!(got, expected, "{frame:?}");
+    }
+    let (mut write, read) = transport.into_framed_codec();
+    write.get_mut().write_all(HEADER).await.unwrap();
+    let mut transport = Transport::bind_to_framed_codec(write, read, None);
+    let refusal = definitions::Error::new(
+        AmqpError::UnauthorizedAccess,
+        Some("no such hub".to_string()),
+        None,
+    );
+    transport
+        .send(Frame::new(
+            0u16,
+            FrameBody::Close(Close {
+                error: Some(refusal),
+            }),
+        ))
+        .await
+        .unwrap();
+
+    let trace = timeout(Duration::from_secs(10), probe)
+        .await
+        .expect("the probe ends")
+        .expect("no panic");
+    let error = trace.open.result.expect_err("the open was refused");
+    assert_eq!(error.kind, AmqpErrorKind::Unauthorized, "{error}");
+    assert!(
+        error
+            .message
+            .starts_with("AMQP open refused by peer: amqp:unauthorized-access: no such hub"),
+        "{error}"
+    );
+    assert!(trace.auth.is_none());
 }
