@@ -208,6 +208,25 @@ impl Lab {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
+    /// The log once `done` holds of it. nginx, squid, docker-registry and RabbitMQ write a
+    /// request's line after answering it (squid when the tunnel closes), so a line may land
+    /// just after edgeprobe has its answer; waits up to 10 s, then fails with the log.
+    fn log_until(&self, name: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = self.log(name);
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not in {name} within 10 s:\n{text}"
+            );
+            // Polls a log another process writes, not synchronisation of our own code.
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+
     fn names(&self) -> Vec<String> {
         vec![
             self.net.device.name.clone(),
@@ -280,12 +299,16 @@ fn assert_registry_pulled<'a>(rep: &'a JsonReport, lab: &Lab) -> &'a Check {
     }
     assert!(!dns.contains("mcr.microsoft.com"), "dnsmasq log:\n{dns}");
     // docker-registry answered the device itself: the blob's redirect, to the device's address.
-    let log = lab.log("registry.log");
-    assert!(
-        log.lines().any(|l| l.starts_with(&format!("{DEVICE_IP} "))
-            && l.contains(&format!("\"HEAD /v2/{ACR_REPO}/blobs/sha256:"))
-            && l.contains("\" 307 ")),
-        "docker-registry log:\n{log}"
+    lab.log_until(
+        "registry.log",
+        "docker-registry's 307 for the blob, to the device",
+        |log| {
+            log.lines().any(|l| {
+                l.starts_with(&format!("{DEVICE_IP} "))
+                    && l.contains(&format!("\"HEAD /v2/{ACR_REPO}/blobs/sha256:"))
+                    && l.contains("\" 307 ")
+            })
+        },
     );
     c
 }
@@ -359,23 +382,24 @@ async fn lab_all_open_every_protocol_works_against_real_servers_through_real_dns
         "mosquitto log:\n{}",
         std::fs::read_to_string(&lab.mosquitto.log).unwrap()
     );
-    let access = lab.log("nginx-access.log");
-    assert!(
-        access.contains("GET /$iothub/websocket") && access.contains(" 101 "),
-        "nginx access log:\n{access}"
+    lab.log_until(
+        "nginx-access.log",
+        "nginx's 101 for the WebSocket upgrade and its 401",
+        |access| {
+            access.contains("GET /$iothub/websocket")
+                && access.contains(" 101 ")
+                && access.contains(" 401 ")
+        },
     );
-    assert!(access.contains(" 401 "), "nginx access log:\n{access}");
     let dns = lab.log("dnsmasq.log");
     assert!(
         dns.contains(&format!("query[A] {LAB_HUB}")),
         "dnsmasq log:\n{dns}"
     );
     assert!(lab.rabbit.is_some());
-    assert!(
-        lab.log("rabbitmq.log").contains("AMQP 1.0"),
-        "RabbitMQ log:\n{}",
-        lab.log("rabbitmq.log")
-    );
+    lab.log_until("rabbitmq.log", "RabbitMQ's AMQP 1.0 connection", |log| {
+        log.contains("AMQP 1.0")
+    });
     let _ = &lab.nginx;
 
     // The registry an IoT Edge config names (docker-registry by an ACR-like name) and the data
@@ -393,11 +417,13 @@ async fn lab_all_open_every_protocol_works_against_real_servers_through_real_dns
     );
     assert!(d.message.contains(ACR), "{}", d.message);
     assert_eq!(r.code(), 0, "{}", r.stdout());
-    let data = lab.log("nginx-data-access.log");
-    assert!(
-        data.lines()
-            .any(|l| l.starts_with(&format!("{DEVICE_IP} ")) && l.contains(" 404 ")),
-        "the data endpoint's access log:\n{data}"
+    lab.log_until(
+        "nginx-data-access.log",
+        "the data endpoint's 404 to the device",
+        |data| {
+            data.lines()
+                .any(|l| l.starts_with(&format!("{DEVICE_IP} ")) && l.contains(" 404 "))
+        },
     );
 
     let (names, dir) = (lab.names(), lab.dir.path().to_owned());
@@ -564,11 +590,9 @@ async fn lab_proxy_only_network_carries_the_websocket_protocols_through_squid() 
         assert!(!c.via_proxy, "{id}");
     }
     assert!(rep.upstream_protocols["MqttWs"].via_proxy);
-    let log = lab.log("squid-access.log");
-    assert!(
-        log.contains(&format!("CONNECT {LAB_HUB}:443")),
-        "squid access log:\n{log}"
-    );
+    lab.log_until("squid-access.log", "squid's CONNECT to the hub", |log| {
+        log.contains(&format!("CONNECT {LAB_HUB}:443"))
+    });
 }
 
 #[tokio::test(flavor = "multi_thread")]
