@@ -781,10 +781,10 @@ impl<Tls> Builder<'_, mode::ConnectorWithId, Tls> {
         // The header and the `open` go out together. Pipelined, nothing is read here: the
         // transport checks the peer's header before its first frame, and the engine meets
         // the peer's `open` in its event loop. Otherwise the peer's header is read here and
-        // the engine waits for its `open` (`local_state` is `OpenSent` either way, unless
-        // the `open` was too large to go before the peer's header).
-        let (transport, engine_waits) = if pipelined {
-            match Transport::pipeline_amqp_header_and_open(
+        // the engine waits for its `open`. An `open` too large to go before the peer's
+        // header leaves `local_state` at `HeaderExchange`: the engine sends it and waits.
+        let transport = if pipelined {
+            Transport::pipeline_amqp_header_and_open(
                 framed_write,
                 framed_read,
                 &mut local_state,
@@ -792,30 +792,17 @@ impl<Tls> Builder<'_, mode::ConnectorWithId, Tls> {
                 &local_open,
             )
             .await?
-            {
-                Ok(transport) => (transport, false),
-                Err((framed_write, framed_read)) => {
-                    let transport = Transport::negotiate_amqp_header(
-                        framed_write,
-                        framed_read,
-                        &mut local_state,
-                        idle_timeout,
-                    )
-                    .await?;
-                    (transport, true)
-                }
-            }
         } else {
-            let transport = Transport::negotiate_amqp_header_with_pipelined_open(
+            Transport::negotiate_amqp_header_with_pipelined_open(
                 framed_write,
                 framed_read,
                 &mut local_state,
                 idle_timeout,
                 &local_open,
             )
-            .await?;
-            (transport, true)
+            .await?
         };
+        let engine_waits = !pipelined || !matches!(local_state, ConnectionState::OpenSent);
 
         // Create channels
         let (control_tx, control_rx) = mpsc::channel(DEFAULT_CONTROL_CHAN_BUF);

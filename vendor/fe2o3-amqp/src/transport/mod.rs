@@ -292,37 +292,26 @@ where
     /// and its links' `attach`es can follow at once (AMQP 1.0 part 2.4.1, pipelined open).
     ///
     /// On success `local_state` is `OpenSent` (the transport stands for the header
-    /// exchange). An `open` larger than 512 bytes is not pipelined: `None` is returned
-    /// with both halves untouched, for [`Transport::negotiate_amqp_header`].
-    #[allow(clippy::type_complexity)]
+    /// exchange). An `open` larger than 512 bytes is not pipelined: the headers are
+    /// exchanged first, as by [`Transport::negotiate_amqp_header`], and `local_state` is
+    /// `HeaderExchange`.
     pub async fn pipeline_amqp_header_and_open(
-        mut framed_write: FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
+        framed_write: FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
         framed_read: FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
         local_state: &mut ConnectionState,
         idle_timeout: Option<Duration>,
         open: &fe2o3_amqp_types::performatives::Open,
-    ) -> Result<
-        Result<
-            Self,
-            (
-                FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
-                FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
-            ),
-        >,
-        NegotiationError,
-    > {
+    ) -> Result<Self, NegotiationError> {
         let Some(encoded) = encode_open_for_pipelining(open)? else {
-            return Ok(Err((framed_write, framed_read)));
+            return Self::negotiate_amqp_header(
+                framed_write,
+                framed_read,
+                local_state,
+                idle_timeout,
+            )
+            .await;
         };
-        if !matches!(local_state, ConnectionState::Start) {
-            return Err(NegotiationError::IllegalState);
-        }
-        let proto_header = ProtocolHeader::amqp();
-        framed_write.feed(proto_header.clone()).await?;
-        *local_state = ConnectionState::HeaderSent;
-        let mut framed_write =
-            framed_write.map_encoder(|_| length_delimited_encoder(MIN_MAX_FRAME_SIZE));
-        framed_write.send(encoded).await?;
+        let framed_write = send_amqp_header_and_open(framed_write, local_state, encoded).await?;
         // OPEN PIPE; the transport reads the peer's header before any frame, so the
         // connection proceeds as if the header exchange were done.
         *local_state = ConnectionState::OpenSent;
@@ -330,13 +319,13 @@ where
         let framed_read = framed_read.map_decoder(|_| length_delimited_decoder(MIN_MAX_FRAME_SIZE));
         let mut transport =
             Transport::bind_to_framed_codec(framed_write, framed_read, idle_timeout);
-        transport.pending_header = Some(proto_header);
-        Ok(Ok(transport))
+        transport.pending_header = Some(ProtocolHeader::amqp());
+        Ok(transport)
     }
 
     /// Performs AMQP negotiation with a pipelined `open` (AMQP 1.0 part 2.4.1 and
     /// figure 2.23, OPEN PIPE): the protocol header and the `open` frame go out in one
-    /// flight, before the peer's header is read, which saves the client a round trip.
+    /// flight, then the peer's header is read, which saves the client a round trip.
     ///
     /// On success `local_state` is `OpenSent`: the caller waits for the peer's `open`
     /// without sending its own again. An `open` that does not fit the minimum frame size
@@ -345,7 +334,7 @@ where
     /// [`Transport::negotiate_amqp_header`].
     #[cfg_attr(feature = "tracing", tracing::instrument(skip_all))]
     pub async fn negotiate_amqp_header_with_pipelined_open(
-        mut framed_write: FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
+        framed_write: FramedWrite<WriteHalf<Io>, ProtocolHeaderCodec>,
         mut framed_read: FramedRead<ReadHalf<Io>, ProtocolHeaderCodec>,
         local_state: &mut ConnectionState,
         idle_timeout: Option<Duration>,
@@ -360,27 +349,13 @@ where
             )
             .await;
         };
-
-        let proto_header = ProtocolHeader::amqp();
-        if !matches!(local_state, ConnectionState::Start) {
-            return Err(NegotiationError::IllegalState);
-        }
-        #[cfg(feature = "tracing")]
-        tracing::trace!(?proto_header, "SEND (pipelined with open)");
-        #[cfg(feature = "log")]
-        log::trace!(
-            "SEND proto_header = {:?} (pipelined with open)",
-            proto_header
-        );
-        framed_write.feed(proto_header.clone()).await?;
-        *local_state = ConnectionState::HeaderSent;
-        let mut framed_write =
-            framed_write.map_encoder(|_| length_delimited_encoder(MIN_MAX_FRAME_SIZE));
-        framed_write.send(encoded).await?;
-        *local_state = ConnectionState::OpenPipe;
-
-        let _ = read_and_compare_amqp_proto_header(&mut framed_read, local_state, &proto_header)
-            .await?;
+        let framed_write = send_amqp_header_and_open(framed_write, local_state, encoded).await?;
+        let _ = read_and_compare_amqp_proto_header(
+            &mut framed_read,
+            local_state,
+            &ProtocolHeader::amqp(),
+        )
+        .await?;
         *local_state = ConnectionState::OpenSent;
 
         let decoder = length_delimited_decoder(MIN_MAX_FRAME_SIZE);
@@ -427,7 +402,6 @@ where
     }
 }
 
-/// Creates a LengthDelimitedCodec that can handle the AMQP and SASL frames
 /// The `open` frame's bytes (without the length prefix) if the frame fits the 512 bytes
 /// every peer accepts before negotiation, so that it can be sent before the peer's header.
 fn encode_open_for_pipelining(
@@ -476,6 +450,34 @@ fn poll_pending_header<R: AsyncRead + Unpin>(
     Poll::Ready(Ok(true))
 }
 
+/// Sends the AMQP protocol header and the encoded `open` in one write (`local_state`:
+/// `Start` → `OpenPipe`), and returns the writer, now framing.
+async fn send_amqp_header_and_open<W: AsyncWrite + Unpin>(
+    mut framed_write: FramedWrite<W, ProtocolHeaderCodec>,
+    local_state: &mut ConnectionState,
+    open: Bytes,
+) -> Result<FramedWrite<W, LengthDelimitedCodec>, NegotiationError> {
+    if !matches!(local_state, ConnectionState::Start) {
+        return Err(NegotiationError::IllegalState);
+    }
+    let proto_header = ProtocolHeader::amqp();
+    #[cfg(feature = "tracing")]
+    tracing::trace!(?proto_header, "SEND (pipelined with open)");
+    #[cfg(feature = "log")]
+    log::trace!(
+        "SEND proto_header = {:?} (pipelined with open)",
+        proto_header
+    );
+    framed_write.feed(proto_header).await?;
+    *local_state = ConnectionState::HeaderSent;
+    let mut framed_write =
+        framed_write.map_encoder(|_| length_delimited_encoder(MIN_MAX_FRAME_SIZE));
+    framed_write.send(open).await?;
+    *local_state = ConnectionState::OpenPipe;
+    Ok(framed_write)
+}
+
+/// Creates a LengthDelimitedCodec that can handle the AMQP and SASL frames
 fn length_delimited_encoder(max_frame_size: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .big_endian()
