@@ -94,15 +94,21 @@ pub(super) fn remote_error(what: &str, error: &definitions::Error) -> AmqpError 
     err(kind, format!("{what} refused by peer: {}", describe(error)))
 }
 
+/// The peer ended the session or closed the connection with `error` during `what`:
+/// unauthorized if its condition says so, else closed.
+fn stopped_with(what: &str, error: &definitions::Error) -> AmqpError {
+    let mut error = remote_error(what, error);
+    if error.kind == AmqpErrorKind::Other {
+        error.kind = AmqpErrorKind::Closed;
+    }
+    error
+}
+
 pub(super) fn stop_reason_error(reason: &SessionStopReason, what: &str) -> AmqpError {
     match reason {
         SessionStopReason::RemoteEndedWithError(e)
         | SessionStopReason::ConnectionStopped(ConnectionStopReason::RemoteClosedWithError(e)) => {
-            let mut error = remote_error(what, e);
-            if error.kind == AmqpErrorKind::Other {
-                error.kind = AmqpErrorKind::Closed;
-            }
-            error
+            stopped_with(what, e)
         }
         SessionStopReason::RemoteEnded
         | SessionStopReason::ConnectionStopped(ConnectionStopReason::RemoteClosed) => err(
@@ -187,33 +193,24 @@ pub(super) fn begin_error(e: BeginError) -> AmqpError {
 }
 
 /// The session's `begin` failed before the peer's `open` arrived: with the open pipelined,
-/// that is the peer's answer to our `open`, named as [`classify_open_error`] names it.
+/// that is the peer's answer to our `open`, named by [`classify_open_error`] as if the open
+/// had failed.
 pub(super) fn open_refused(e: BeginError, tap: &Heard, sasl: &str) -> AmqpError {
-    if let Some(error) = heard_wrong_header(tap, sasl) {
-        return error;
-    }
-    match e {
+    let open_error = match e {
         BeginError::ConnectionStopped(ConnectionStopReason::RemoteClosedWithError(e)) => {
-            let mut error = remote_error("AMQP open", &e);
-            if error.kind == AmqpErrorKind::Other {
-                error.kind = AmqpErrorKind::Closed;
-            }
-            error
+            OpenError::RemoteClosedWithError(e)
         }
-        BeginError::ConnectionStopped(ConnectionStopReason::RemoteClosed) => err(
-            AmqpErrorKind::Closed,
-            "peer closed the connection during AMQP open",
-        ),
-        BeginError::ConnectionStopped(_) if tap.total() == 0 => err(
-            AmqpErrorKind::Closed,
-            "peer closed the connection before sending an AMQP protocol header",
-        ),
-        BeginError::ConnectionStopped(_) => err(
-            AmqpErrorKind::Closed,
-            "peer closed the connection before completing AMQP open",
-        ),
-        other => err(AmqpErrorKind::Other, format!("AMQP open failed: {other}")),
-    }
+        BeginError::ConnectionStopped(ConnectionStopReason::RemoteClosed) => {
+            OpenError::RemoteClosed
+        }
+        // The stream ended (or broke) before the peer's `open`.
+        BeginError::ConnectionStopped(_) => OpenError::Io(std::io::ErrorKind::UnexpectedEof.into()),
+        other => {
+            return heard_wrong_header(tap, sasl)
+                .unwrap_or_else(|| err(AmqpErrorKind::Other, format!("AMQP open failed: {other}")))
+        }
+    };
+    classify_open_error(open_error, tap, sasl)
 }
 
 /// What the first bytes say, whatever error fe2o3 made of them: not AMQP at all, or the
@@ -264,13 +261,7 @@ pub(super) fn classify_open_error(e: OpenError, tap: &Heard, sasl: &str) -> Amqp
             AmqpErrorKind::Other,
             format!("peer does not offer SASL mechanism {sasl}"),
         ),
-        OpenError::RemoteClosedWithError(e) => {
-            let mut error = remote_error("AMQP open", &e);
-            if error.kind == AmqpErrorKind::Other {
-                error.kind = AmqpErrorKind::Closed;
-            }
-            error
-        }
+        OpenError::RemoteClosedWithError(e) => stopped_with("AMQP open", &e),
         OpenError::RemoteClosed => err(
             AmqpErrorKind::Closed,
             "peer closed the connection during AMQP open",
