@@ -210,21 +210,9 @@ impl Lab {
 
     /// The log once `done` holds of it. nginx, squid, docker-registry and RabbitMQ write a
     /// request's line after answering it (squid when the tunnel closes), so a line may land
-    /// just after edgeprobe has its answer; waits up to 10 s, then fails with the log.
+    /// just after edgeprobe has its answer.
     fn log_until(&self, name: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let text = self.log(name);
-            if done(&text) {
-                return text;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: not in {name} within 10 s:\n{text}"
-            );
-            // Polls a log another process writes, not synchronisation of our own code.
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
+        crate::thirdparty::log_when(&self.dir.path().join(name), what, done)
     }
 
     fn names(&self) -> Vec<String> {

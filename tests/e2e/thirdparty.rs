@@ -55,21 +55,26 @@ impl Server {
     /// connection when it ends, which may be a moment after the client process has exited.
     /// Panics with the text if that does not happen within 10 s.
     pub fn log_once(&self, file: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let path = self.dir.path().join(file);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if done(&text) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not in {} within 10 s:\n{text}",
-                path.display()
-            );
-            // Polls a log another process writes, not synchronisation of our own code.
-            std::thread::sleep(Duration::from_millis(25));
+        log_when(&self.dir.path().join(file), what, done)
+    }
+}
+
+/// The text of the log at `path` once `done` holds for it; panics with the text if that
+/// does not happen within 10 s. For logs a server writes after it has answered.
+pub fn log_when(path: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if done(&text) {
+            return text;
         }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not in {} within 10 s:\n{text}",
+            path.display()
+        );
+        // Polls a log another process writes, not synchronisation of our own code.
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 
