@@ -426,7 +426,7 @@ impl Builder {
                 incoming_rx,
                 connection.outgoing.clone(),
                 outgoing_rx,
-                begun_tx,
+                Some(begun_tx),
             )
             .await?
             .spawn();

@@ -81,8 +81,9 @@ where
     S: endpoint::Session,
     BeginError: From<S::BeginError>,
 {
-    /// Sends the session's `begin` and returns without waiting for the peer's: the event
-    /// loop meets it, and tells `begun`. Links may attach meanwhile (pipelining).
+    /// Sends the session's `begin` and returns without waiting for the peer's: with
+    /// `begun`, the event loop meets it and tells `begun` (a pipelined begin; links may
+    /// attach meanwhile).
     pub(crate) async fn begin_client_session_pipelined(
         conn_control: mpsc::Sender<ConnectionControl>,
         session: S,
@@ -90,7 +91,7 @@ where
         incoming: mpsc::Receiver<SessionIncomingItem>,
         outgoing: mpsc::Sender<SessionFrame>,
         outgoing_link_frames: mpsc::Receiver<LinkFrame>,
-        begun: tokio::sync::watch::Sender<bool>,
+        begun: Option<tokio::sync::watch::Sender<bool>>,
     ) -> Result<Self, BeginError> {
         let mut engine = Self {
             conn_control,
@@ -99,7 +100,7 @@ where
             incoming,
             outgoing,
             outgoing_link_frames,
-            begun: Some(begun),
+            begun,
         };
         engine.session.send_begin(&engine.outgoing).await?;
         Ok(engine)
@@ -113,18 +114,17 @@ where
         outgoing: mpsc::Sender<SessionFrame>,
         outgoing_link_frames: mpsc::Receiver<LinkFrame>,
     ) -> Result<Self, BeginError> {
-        let mut engine = Self {
+        // send a begin
+        let mut engine = Self::begin_client_session_pipelined(
             conn_control,
             session,
             control,
             incoming,
             outgoing,
             outgoing_link_frames,
-            begun: None,
-        };
-
-        // send a begin
-        engine.session.send_begin(&engine.outgoing).await?;
+            None,
+        )
+        .await?;
         // wait for an incoming begin
         let frame = match engine.incoming.recv().await {
             Some(frame) => frame,
