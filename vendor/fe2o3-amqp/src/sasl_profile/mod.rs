@@ -153,17 +153,22 @@ impl SaslProfile {
         }
     }
 
+    /// The client's `sasl-init` for this mechanism.
+    fn init(&mut self, hostname: Option<&str>) -> SaslInit {
+        SaslInit {
+            mechanism: self.mechanism(),
+            initial_response: self.initial_response(),
+            hostname: hostname.map(Into::into),
+        }
+    }
+
     /// The `sasl-init` a client may pipeline with its SASL header, before the peer's
     /// `sasl-mechanisms`: for the mechanisms whose initial response needs nothing from
     /// the peer (ANONYMOUS, PLAIN, EXTERNAL). The SCRAM mechanisms wait for the peer.
     pub(crate) fn pipelined_init(&mut self, hostname: Option<&str>) -> Option<SaslInit> {
         match self {
             SaslProfile::Anonymous | SaslProfile::Plain { .. } | SaslProfile::External => {
-                Some(SaslInit {
-                    mechanism: self.mechanism(),
-                    initial_response: self.initial_response(),
-                    hostname: hostname.map(Into::into),
-                })
+                Some(self.init(hostname))
             }
             #[cfg(feature = "scram")]
             _ => None,
@@ -183,12 +188,7 @@ impl SaslProfile {
             Frame::Mechanisms(mechanisms) => {
                 let mechanism = self.mechanism();
                 if mechanisms.sasl_server_mechanisms.0.contains(&mechanism) {
-                    let init = SaslInit {
-                        mechanism,
-                        initial_response: self.initial_response(),
-                        hostname: hostname.map(Into::into),
-                    };
-                    Ok(Negotiation::Init(init))
+                    Ok(Negotiation::Init(self.init(hostname)))
                 } else {
                     Err(Error::NotImplemented(Some(format!(
                         "{:?} is not supported",
